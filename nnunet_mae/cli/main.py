@@ -1,0 +1,25 @@
+"""`nnunet_mae` console command: dispatches to sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "demo": ("nnunet_mae.cli.demo", "MAE pre-training vs training from scratch on synthetic data, in minutes, no set-up"),
+    "doctor": ("nnunet_mae.cli.doctor", "check the installation and nnU-Net's set-up, with fixes"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="nnunet_mae", description="ViT + MAE pre-training for nnU-Net v2")
+    parser.add_argument("command", choices=sorted(COMMANDS), help="; ".join(f"{k}: {v[1]}" for k, v in COMMANDS.items()))
+    args, rest = parser.parse_known_args(argv[:1])
+    module = importlib.import_module(COMMANDS[args.command][0])
+    return int(module.main(argv[1:] + rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

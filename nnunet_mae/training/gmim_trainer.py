@@ -1,0 +1,229 @@
+"""`nnUNetTrainerGMIMPretrain` / `nnUNetTrainerGMIMFinetune`: GMIM (Qi et al., Comput. Biol. Med. 2024) in nnU-Net.
+
+Pre-training differs from `nnUNetTrainerMAEPretrain` only in the step:
+- mask: `grid_token_mask` (entropy-adaptive grid, base ratio 0.5, spread 0.3), then `hierarchical_remask`
+  at the 3 block-group boundaries (`remask_block_indices`), each with probability 0.3 per sample and a
+  ratio halving per level from base ratio x 0.5 (0.25, 0.125, 0.0625 of the visible tokens), as the
+  released code multiplies the cell ratios by `--hierarchical_masking 0.5` per level;
+- network: `GMIMPretrainingNetwork` (all tokens through the encoder, mask token, stop-gradient siamese branch);
+- second view: `intensity_view`, GMIM's MONAI intensity augmentation (contrast, shift, Gaussian noise)
+  written in torch on the batch;
+- loss: masked reconstruction MSE on the union of all masked tokens + 0.005 x `cross_correlation_loss`
+  (off-diagonal weight 0.005) of the pooled, projected tokens. Validation (fixed-seed masks) and the
+  reconstruction PNGs use the reconstruction term only.
+
+Fine-tuning is `nnUNetTrainerMAEFinetune` pointed at the GMIM pre-training folder.
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+import numpy as np
+import torch
+from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
+from torch import nn
+
+from nnunet_mae.architectures.gmim import GMIMPretrainingNetwork, remask_block_indices
+from nnunet_mae.architectures.presets import vit_preset
+from nnunet_mae.architectures.tokens import patchify
+from nnunet_mae.losses.cross_correlation import cross_correlation_loss
+from nnunet_mae.losses.reconstruction import masked_reconstruction_loss
+from nnunet_mae.masking.grid_masking import grid_token_mask, hierarchical_ratios, hierarchical_remask
+from nnunet_mae.training.distributed import mean_over_ranks, unwrap_network
+from nnunet_mae.training.finetune_trainer import nnUNetTrainerMAEFinetune
+from nnunet_mae.training.mae_trainer import nnUNetTrainerMAEPretrain
+
+# GMIM's second-view augmentation (released `ssl_head.py`, MONAI on [0, 1]-scaled images):
+# RandAdjustContrast(prob=0.7, gamma=(0.7, 1.5)), RandShiftIntensity(offsets=0.4, prob=0.4),
+# RandGaussianNoise(prob=0.5, mean=0.05, std=0.05). Offsets and noise are taken relative to each
+# sample-channel's intensity range here, which is the same on [0, 1] images and scales to z-scored ones.
+CONTRAST_PROBABILITY, CONTRAST_GAMMA = 0.7, (0.7, 1.5)
+SHIFT_PROBABILITY, SHIFT_OFFSET = 0.4, 0.4
+NOISE_PROBABILITY, NOISE_MEAN, NOISE_STD = 0.5, 0.05, 0.05
+
+
+def intensity_view(images: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B, C, *spatial) -> augmented copy: gamma contrast, intensity shift, Gaussian noise, each drawn per sample.
+
+    Differences from MONAI's transforms on a batch: parameters are drawn per sample (MONAI draws once per
+    call), contrast is applied per channel over its own [min, max], and offsets / noise are relative to
+    that range. Computed in float32, returned in the input dtype.
+    """
+    x = images.float()
+    b, device = x.shape[0], x.device
+    per_sample = (b,) + (1,) * (x.ndim - 1)  # (B, 1, 1, 1[, 1])
+    axes = tuple(range(2, x.ndim))
+    low = x.amin(axes, keepdim=True)  # (B, C, 1, ...)
+    span = (x.amax(axes, keepdim=True) - low).clamp_min(1e-7)
+
+    def draw() -> torch.Tensor:
+        return torch.rand(per_sample, device=device, generator=generator)
+
+    gamma = CONTRAST_GAMMA[0] + (CONTRAST_GAMMA[1] - CONTRAST_GAMMA[0]) * draw()
+    contrasted = ((x - low) / span).clamp(0, 1).pow(gamma) * span + low
+    x = torch.where(draw() < CONTRAST_PROBABILITY, contrasted, x)
+    offset = (2 * draw() - 1) * SHIFT_OFFSET * span
+    x = x + offset * (draw() < SHIFT_PROBABILITY)
+    noise_std = draw() * NOISE_STD * span  # MONAI samples the std in [0, std]
+    noise = NOISE_MEAN * span + noise_std * torch.randn(x.shape, device=device, generator=generator)
+    x = x + noise * (draw() < NOISE_PROBABILITY)
+    return x.to(images.dtype)
+
+
+class nnUNetTrainerGMIMPretrain(nnUNetTrainerMAEPretrain):
+    # Class attributes: the network (projector heads or not) is built from them.
+    projector_hidden_dim: int = 1024
+    projector_dim: int = 512  # released code: Linear(dim, 512) per branch
+    siamese_weight: float = 0.005  # 0 builds no projector heads and trains reconstruction only
+    remask_levels: int = 3
+    finetune_trainer_name: str = "nnUNetTrainerGMIMFinetune"
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.grid_base_ratio = 0.5
+        self.grid_spread = 0.3
+        self.hierarchical_probability = 0.3  # GMIM --drop_ratio
+        self.hierarchical_decay = 0.5  # GMIM --hierarchical_masking: ratio factor per level
+        self.off_diagonal_weight = 0.005
+        self.mask_ratio = self.grid_base_ratio  # unused by GMIM; shown in the reconstruction PNG title
+        self._loss_parts: list[torch.Tensor] = []
+
+    @classmethod
+    def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
+                                   num_input_channels: int, num_output_channels: int,
+                                   enable_deep_supervision: bool = True) -> nn.Module:
+        return GMIMPretrainingNetwork(
+            **cls.network_kwargs(configuration_manager, num_input_channels, num_output_channels),
+            mae_decoder_dim=cls.mae_decoder_dim, mae_decoder_depth=cls.mae_decoder_depth,
+            mae_decoder_heads=cls.mae_decoder_heads, projector_hidden_dim=cls.projector_hidden_dim,
+            projector_dim=cls.projector_dim, siamese=cls.siamese_weight > 0)
+
+    def remask_ratios(self) -> list[float]:
+        return hierarchical_ratios(self.grid_base_ratio * self.hierarchical_decay, self.remask_levels)
+
+    def masking_metadata(self) -> dict:
+        depth = vit_preset(self.vit_preset)["depth"]
+        return {"type": "gmim", "base_ratio": self.grid_base_ratio, "spread": self.grid_spread,
+                "hierarchical_probability": self.hierarchical_probability,
+                "hierarchical_ratios": self.remask_ratios(),
+                "remask_after_blocks": remask_block_indices(depth, self.remask_levels),
+                "siamese_weight": self.siamese_weight, "off_diagonal_weight": self.off_diagonal_weight,
+                "normalize_targets": self.normalize_targets}
+
+    def on_train_start(self):
+        if not self.was_initialized:
+            self.initialize()  # sets the per-GPU batch size
+        if self.siamese_weight > 0 and self.batch_size < 2:
+            raise ValueError(f"GMIM's cross-correlation loss standardises over the batch and needs >= 2 samples "
+                             f"per GPU, but the batch size is {self.batch_size}. Use fewer GPUs or a larger batch, "
+                             f"or a subclass with siamese_weight = 0 (reconstruction only).")
+        super().on_train_start()
+
+    # ----- steps --------------------------------------------------------------------------------------------
+    def gmim_masks(self, data: torch.Tensor, generator: torch.Generator | None = None
+                   ) -> tuple[torch.Tensor, list[tuple[int, torch.Tensor]]]:
+        """Grid mask (B, L) and the cumulative re-masks [(block index, (B, L)), ...]."""
+        encoder = unwrap_network(self.network).encoder
+        mask, _ = grid_token_mask(data, encoder.token_size, base_ratio=self.grid_base_ratio,
+                                  spread=self.grid_spread, generator=generator)
+        remasks, current = [], mask
+        blocks = remask_block_indices(len(encoder.blocks), self.remask_levels)
+        for block, ratio in zip(blocks, self.remask_ratios()):
+            current = hierarchical_remask(current, ratio, self.hierarchical_probability, generator=generator)
+            remasks.append((block, current))
+        return mask, remasks
+
+    def gmim_forward(self, data: torch.Tensor, generator: torch.Generator | None = None, siamese: bool = False
+                     ) -> tuple[dict, torch.Tensor]:
+        """The network's output dict and the target voxel tokens (B, L, P)."""
+        mask, remasks = self.gmim_masks(data, generator)
+        second_view = intensity_view(data, generator=generator) if siamese else None
+        out = self.network(data, mask, remasks, second_view)
+        return out, patchify(data, unwrap_network(self.network).encoder.token_size)
+
+    def mask_and_reconstruct(self, data: torch.Tensor, generator: torch.Generator | None = None
+                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Predictions (B, L, P), target tokens (B, L, P) and the union mask (B, L), no siamese branch."""
+        out, target_tokens = self.gmim_forward(data, generator)
+        return out["pred"], target_tokens, out["mask"]
+
+    def compute_loss(self, data: torch.Tensor, target=None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Training: reconstruction + siamese_weight x cross-correlation; validation (eval mode): reconstruction."""
+        siamese = self.siamese_weight > 0 and self.network.training
+        out, target_tokens = self.gmim_forward(data, generator, siamese)
+        reconstruction = masked_reconstruction_loss(out["pred"], target_tokens, out["mask"], self.normalize_targets)
+        if not siamese:
+            return reconstruction
+        correlation = cross_correlation_loss(out["z_online"], out["z_target"],
+                                             off_diagonal_weight=self.off_diagonal_weight)
+        self._loss_parts.append(torch.stack([reconstruction.detach(), correlation.detach()]))
+        return reconstruction + self.siamese_weight * correlation
+
+    def on_train_epoch_end(self, train_outputs: List[dict]):
+        if self._loss_parts:
+            reconstruction, correlation = torch.stack(self._loss_parts).float().mean(0).cpu().numpy()
+            self.print_to_log_file(f"train reconstruction loss {np.round(mean_over_ranks([reconstruction]), 4)}, "
+                                   f"cross-correlation loss {np.round(mean_over_ranks([correlation]), 2)} "
+                                   f"(weight {self.siamese_weight})")
+        self._loss_parts = []
+        super().on_train_epoch_end(train_outputs)
+
+
+class nnUNetTrainerGMIMPretrain_smoke(nnUNetTrainerGMIMPretrain):
+    """2 epochs of 10 iterations: checks a set-up end to end in minutes on a CPU."""
+
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 2
+        self.num_iterations_per_epoch = 10
+        self.num_val_iterations_per_epoch = 5
+        self.reconstruction_png_every = 1
+
+
+class nnUNetTrainerGMIMPretrain_50epochs(nnUNetTrainerGMIMPretrain):
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 50
+        self.reconstruction_png_every = 10
+
+
+class nnUNetTrainerGMIMPretrain_250epochs(nnUNetTrainerGMIMPretrain):
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 250
+
+
+class nnUNetTrainerGMIMFinetune(nnUNetTrainerMAEFinetune):
+    pretrain_trainer_name: str = "nnUNetTrainerGMIMPretrain"
+
+
+class nnUNetTrainerGMIMFinetune_smoke(nnUNetTrainerGMIMFinetune):
+    """2 epochs of 10 iterations, starting from the `nnUNetTrainerGMIMPretrain_smoke` encoder."""
+
+    pretrain_trainer_name = "nnUNetTrainerGMIMPretrain_smoke"
+
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 2
+        self.num_iterations_per_epoch = 10
+        self.num_val_iterations_per_epoch = 5
+
+
+class nnUNetTrainerGMIMFinetune_5epochs(nnUNetTrainerGMIMFinetune):
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 5
+
+
+class nnUNetTrainerGMIMFinetune_50epochs(nnUNetTrainerGMIMFinetune):
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 50
+
+
+class nnUNetTrainerGMIMFinetune_250epochs(nnUNetTrainerGMIMFinetune):
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 250

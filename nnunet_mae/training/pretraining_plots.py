@@ -1,0 +1,75 @@
+"""Pictures for pre-training: the progress plot (reconstruction losses instead of pseudo-Dice) and
+reconstruction examples (input, masked input, reconstruction; middle slice along axis 0)."""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def exponential_moving_average(values: Sequence[float], weight: float = 0.9) -> list[float]:
+    """nnU-Net's EMA (0.9 old + 0.1 new), as used for its pseudo-Dice."""
+    out: list[float] = []
+    for v in values:
+        out.append(v if not out else weight * out[-1] + (1 - weight) * v)
+    return out
+
+
+def plot_pretraining_progress(logged: dict, output_folder: str) -> str:
+    """progress.png with train/val reconstruction loss (+ EMA), epoch duration and learning rate."""
+    n = min(len(logged["train_losses"]), len(logged["val_losses"]), len(logged["epoch_end_timestamps"]))
+    epochs = list(range(n))
+    fig, axes = plt.subplots(3, 1, figsize=(12, 16))
+    axes[0].plot(epochs, logged["train_losses"][:n], "b-", label="reconstruction loss (train)")
+    axes[0].plot(epochs, logged["val_losses"][:n], "r-", label="reconstruction loss (val, fixed masks)")
+    axes[0].plot(epochs, exponential_moving_average(logged["val_losses"][:n]), "r--", label="val (moving average)")
+    axes[0].set_ylabel("masked-token MSE")
+    durations = np.array(logged["epoch_end_timestamps"][:n]) - np.array(logged["epoch_start_timestamps"][:n])
+    axes[1].plot(epochs, durations, "b-", label="epoch duration [s]")
+    axes[1].set_ylim(bottom=0)
+    axes[2].plot(epochs, logged["lrs"][:n], "b-", label="learning rate")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.legend()
+    fig.tight_layout()
+    path = os.path.join(output_folder, "progress.png")
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _middle_slice(volume: torch.Tensor) -> np.ndarray:
+    """(C, *spatial) -> first channel, middle slice along axis 0 for 3D."""
+    image = volume[0]
+    if image.ndim == 3:
+        image = image[image.shape[0] // 2]
+    return image.float().cpu().numpy()
+
+
+def save_reconstruction_png(images: torch.Tensor, masked: torch.Tensor, reconstruction: torch.Tensor, path: str,
+                            title: str = "") -> str:
+    """One row per example: input, masked input, reconstruction (each (B, C, *spatial))."""
+    rows = images.shape[0]
+    fig, axes = plt.subplots(rows, 3, figsize=(9, 3 * rows), squeeze=False)
+    for r in range(rows):
+        vmin, vmax = float(images[r].min()), float(images[r].max())
+        for c, (name, vol) in enumerate((("input", images), ("masked input", masked),
+                                         ("reconstruction", reconstruction))):
+            axes[r, c].imshow(_middle_slice(vol[r]), cmap="gray", vmin=vmin, vmax=vmax)
+            axes[r, c].set_axis_off()
+            if r == 0:
+                axes[r, c].set_title(name)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path

@@ -1,0 +1,1 @@
+"""Weight transfer from pre-training checkpoints into fine-tuning networks, and checkpoint I/O."""

@@ -1,0 +1,117 @@
+"""Load a pre-trained encoder (stem + position embedding + blocks + final norm) into a fine-tuning network.
+
+Rules (as nnssl/Primus fine-tuning):
+- keys under `encoder.` with equal shapes are copied;
+- the position embedding is resampled when the token grid differs (other patch size);
+- a stem trained on 1 channel is repeated over C input channels and divided by C (a stem trained on
+  C' > 1 channels only loads into C' channels);
+- everything else in the source (segmentation decoder, MAE decoder, projector heads) is skipped, and
+  the fine-tuning network keeps its fresh decoder and head.
+The report lists what was loaded, adapted, skipped and missing, with shapes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from nnunet_mae.architectures.pos_embed import resample_pos_embed
+
+ENCODER_PREFIX = "encoder."
+POS_EMBED_KEY = "encoder.pos_embed"
+STEM_WEIGHT_KEY = "encoder.patch_embed.weight"
+
+
+class TransferError(RuntimeError):
+    """The pre-trained encoder cannot be loaded into this network."""
+
+
+def _shape(t: torch.Tensor) -> str:
+    return "x".join(str(s) for s in t.shape)
+
+
+@dataclass
+class TransferReport:
+    loaded: list[str] = field(default_factory=list)
+    adapted: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    incompatible: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and not self.incompatible
+
+    def format(self) -> str:
+        lines = [f"Encoder transfer: {len(self.loaded)} tensors loaded as they are, {len(self.adapted)} adapted, "
+                 f"{len(self.skipped)} skipped, {len(self.missing)} missing, {len(self.incompatible)} incompatible."]
+        lines += [f"  adapted  {k}: {why}" for k, why in self.adapted.items()]
+        lines += [f"  missing  {k}" for k in self.missing]
+        lines += [f"  incompatible {k}: {why}" for k, why in self.incompatible.items()]
+        prefixes = sorted({k.split(".")[0] for k in self.skipped})
+        if prefixes:
+            lines.append(f"  skipped (not part of the encoder): {len(self.skipped)} tensors under "
+                         f"{', '.join(p + '.*' for p in prefixes)}")
+        return "\n".join(lines)
+
+    def raise_if_incomplete(self, source: str) -> None:
+        if not self.ok:
+            raise TransferError(
+                f"The encoder in {source} does not fit this network.\n{self.format()}\n"
+                f"Pre-train and fine-tune with the same ViT size and token size (trainer attributes vit_preset, "
+                f"token_size), or pre-train again for this configuration.")
+
+
+def transfer_encoder_weights(source_state: Mapping[str, torch.Tensor], target: nn.Module, *,
+                             source_grid: Sequence[int] | None = None, target_grid: Sequence[int] | None = None,
+                             load: bool = True) -> TransferReport:
+    """Copy encoder weights from `source_state` into `target` (in place unless `load=False`).
+
+    `source_grid`/`target_grid` (token grids) are needed only when the position embedding must be resampled.
+    """
+    target_state = target.state_dict()
+    report = TransferReport()
+    new_values: dict[str, torch.Tensor] = {}
+    for key, value in source_state.items():
+        if not key.startswith(ENCODER_PREFIX):
+            report.skipped[key] = "not part of the encoder"
+    for key, wanted in target_state.items():
+        if not key.startswith(ENCODER_PREFIX):
+            continue
+        if key not in source_state:
+            report.missing.append(key)
+            continue
+        value = source_state[key]
+        if value.shape == wanted.shape:
+            new_values[key] = value
+            report.loaded.append(key)
+        elif key == POS_EMBED_KEY and value.ndim == 3 and value.shape[-1] == wanted.shape[-1]:
+            if source_grid is None or target_grid is None:
+                report.incompatible[key] = (f"source {_shape(value)} vs target {_shape(wanted)}; token grids are "
+                                            f"needed to resample it")
+                continue
+            new_values[key] = resample_pos_embed(value, source_grid, target_grid)
+            report.adapted[key] = (f"resampled {_shape(value)} (grid {tuple(source_grid)}) -> {_shape(wanted)} "
+                                   f"(grid {tuple(target_grid)})")
+        elif key == STEM_WEIGHT_KEY and value.shape[0] == wanted.shape[0] and value.shape[2:] == wanted.shape[2:] \
+                and value.shape[1] == 1:
+            channels = wanted.shape[1]
+            new_values[key] = value.repeat(1, channels, *([1] * (value.ndim - 2))) / channels
+            report.adapted[key] = f"1 input channel repeated over {channels} and divided by {channels}: " \
+                                  f"{_shape(value)} -> {_shape(wanted)}"
+        else:
+            why = f"source {_shape(value)} vs target {_shape(wanted)}"
+            if key == STEM_WEIGHT_KEY and value.shape[2:] != wanted.shape[2:]:
+                why += " (different token size)"
+            elif key == STEM_WEIGHT_KEY and value.shape[1] != wanted.shape[1]:
+                why += (f" ({value.shape[1]} pre-training channels cannot be adapted to {wanted.shape[1]}; only a "
+                        f"1-channel stem is repeated)")
+            report.incompatible[key] = why
+    if load and new_values:
+        with torch.no_grad():
+            for key, value in new_values.items():
+                target_state[key].copy_(value.to(target_state[key].dtype))
+    return report

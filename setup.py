@@ -1,0 +1,79 @@
+"""Install nnunet_mae. Besides the package, installs `nnunet_mae_ext.pth` into site-packages: at every
+interpreter start it appends the package's trainer folder to `nnUNet_extTrainer`, so nnU-Net's
+command line finds the trainers with no set-up. Works for `pip install .` and `pip install -e .`.
+"""
+
+import base64
+import hashlib
+import os
+import zipfile
+from pathlib import Path
+
+from setuptools import find_packages, setup
+from setuptools.command.bdist_wheel import bdist_wheel
+from setuptools.command.editable_wheel import editable_wheel
+
+PTH_NAME = "nnunet_mae_ext.pth"
+# one line, executed by Python's `site` at start-up; does nothing once nnunet_mae is uninstalled
+PTH_LINE = ('import importlib.util; importlib.util.find_spec("nnunet_mae") and '
+            '__import__("nnunet_mae.nnunet_ext").nnunet_ext.register_with_nnunet()\n')
+
+
+def add_pth_to_wheels(dist_dir: str) -> None:
+    """Add the .pth file at the root of each wheel in dist_dir (site-packages once installed) and to its RECORD."""
+    data = PTH_LINE.encode()
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    for wheel in Path(dist_dir).glob("*.whl"):
+        with zipfile.ZipFile(wheel) as zin:
+            if PTH_NAME in zin.namelist():
+                continue
+            entries = [(info, zin.read(info)) for info in zin.infolist()]
+        tmp = wheel.with_suffix(".tmp")
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zout:
+            zout.writestr(PTH_NAME, data)
+            for info, content in entries:
+                if info.filename.endswith(".dist-info/RECORD"):
+                    content += f"{PTH_NAME},sha256={digest},{len(data)}\n".encode()
+                zout.writestr(info, content)
+        os.replace(tmp, wheel)
+
+
+class BdistWheelWithPth(bdist_wheel):
+    def run(self):
+        super().run()
+        add_pth_to_wheels(self.dist_dir)
+
+
+class EditableWheelWithPth(editable_wheel):
+    def run(self):
+        super().run()
+        add_pth_to_wheels(self.dist_dir)
+
+
+setup(
+    name="nnunet_mae",
+    version="0.1.0",
+    description="ViT segmentation and masked-autoencoder self-pre-training (MAE, GMIM) as nnU-Net v2 trainers",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["nnunet_mae", "nnunet_mae.*"]),
+    install_requires=[
+        # torch 2.15.0 + torchvision 0.29.2 is the tested pair; it also runs on CPU-only machines.
+        "torch>=2.15,<2.16",
+        "torchvision>=0.29.2,<0.30",
+        "nnunetv2>=2.8.1,<2.9",
+        "dynamic-network-architectures>=0.4.4,<0.5",
+        "batchgenerators>=0.25.1,<0.26",
+        "batchgeneratorsv2>=0.3,<0.4",
+        "timm>=1.0,<2",
+        "SimpleITK>=2.2,<3",
+        "numpy>=1.24,<3",
+        "einops>=0.8,<0.9",
+        "matplotlib>=3.7",
+    ],
+    extras_require={"test": ["pytest>=8"]},
+    entry_points={"console_scripts": ["nnunet_mae=nnunet_mae.cli.main:main"]},
+    cmdclass={"bdist_wheel": BdistWheelWithPth, "editable_wheel": EditableWheelWithPth},
+)

@@ -1,0 +1,34 @@
+"""nnU-Net finds every trainer by name, through the installed .pth hook, as `nnUNetv2_train -tr` does."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+from nnunet_mae.nnunet_ext import EXT_TRAINER_DIR
+from nnunet_mae.training import trainers
+
+
+def test_installed_hook_registers_the_trainer_folder_in_a_new_interpreter():
+    env = {k: v for k, v in os.environ.items() if k != "nnUNet_extTrainer"}
+    out = subprocess.run([sys.executable, "-c", "import os; print(os.environ.get('nnUNet_extTrainer'))"],
+                         env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert EXT_TRAINER_DIR in out.split(os.pathsep), (
+        "nnunet_mae_ext.pth is not active: reinstall with `pip install -e .` (see README)")
+
+
+@pytest.mark.parametrize("name", trainers.__all__)
+def test_nnunet_finds_each_trainer_by_name(name, monkeypatch):
+    monkeypatch.setenv("nnUNet_extTrainer", EXT_TRAINER_DIR)
+    assert recursive_find_trainer_class_by_name(name) is getattr(trainers, name)
+
+
+def test_trainer_names_are_unique_and_not_in_nnunet():
+    import nnunetv2
+    from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
+
+    folder = os.path.join(nnunetv2.__path__[0], "training", "nnUNetTrainer")
+    for name in ("nnUNetTrainerViT", "nnUNetTrainerMAEPretrain", "nnUNetTrainerMAEFinetune"):
+        assert recursive_find_python_class(folder, name, "nnunetv2.training.nnUNetTrainer") is None
