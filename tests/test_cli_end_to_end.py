@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,8 @@ pytestmark = pytest.mark.slow
 DATASET = "Dataset990_Synthetic"
 
 TEST_TRAINERS = '''
+import os
+
 import torch
 from nnunet_mae.training.trainers import nnUNetTrainerMAEFinetune, nnUNetTrainerMAEPretrain, nnUNetTrainerViT
 
@@ -41,6 +44,12 @@ class _Tiny:
 
 class nnUNetTrainerViT_e2e(_Tiny, nnUNetTrainerViT):
     pass
+
+
+class nnUNetTrainerViT_e2e_resume(_Tiny, nnUNetTrainerViT):
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = int(os.environ["E2E_EPOCHS"])
 
 
 class nnUNetTrainerMAEPretrain_e2e(_Tiny, nnUNetTrainerMAEPretrain):
@@ -146,6 +155,17 @@ def test_mae_pretraining_feeds_both_finetuning_routes(workspace):
     result = train(env, "nnUNetTrainerMAEFinetune_e2e", 0)
     assert "Pre-trained encoder loaded from" in result.stdout and "0 missing, 0 incompatible" in result.stdout
     predict_and_check_geometry(root, env, "nnUNetTrainerMAEFinetune_e2e", 0, "pred_finetune")
+    # nnU-Net's model selection and export work on the fine-tuned model
+    run(["nnUNetv2_find_best_configuration", "990", "-c", "3d_fullres", "-tr", "nnUNetTrainerMAEFinetune_e2e", "-f",
+         "0", "--disable_ensembling"], env)
+    inference_info = root / "results" / DATASET / "inference_information.json"
+    assert json.loads(inference_info.read_text())["best_model_or_ensemble"]["selected_model_or_models"][0][
+        "trainer"] == "nnUNetTrainerMAEFinetune_e2e"
+    run(["nnUNetv2_export_model_to_zip", "-d", "990", "-o", str(root / "model.zip"), "-c", "3d_fullres", "-tr",
+         "nnUNetTrainerMAEFinetune_e2e", "-f", "0"], env)
+    with zipfile.ZipFile(root / "model.zip") as archive:
+        names = archive.namelist()
+    assert any(n.endswith("fold_0/checkpoint_final.pth") for n in names) and any(n.endswith("plans.json") for n in names)
 
     # the nnU-Net way: stock trainer + stock -pretrained_weights loader
     result = train(env, "nnUNetTrainerViT_e2e", 1, "-pretrained_weights", str(checkpoint_file))
@@ -158,3 +178,19 @@ def test_finetuning_without_pretraining_names_the_command(workspace):
     assert result.returncode != 0
     assert "nnUNetv2_train Dataset990_Synthetic 3d_fullres all -tr nnUNetTrainerMAEPretrain_never_run" in result.stderr
     assert "nnUNet_MAE_pretrained" in result.stderr
+
+
+def test_interrupted_training_resumes_with_c(workspace):
+    root, env = workspace
+    fold = results_folder(root, "nnUNetTrainerViT_e2e_resume") / "fold_0"
+    train(dict(env, E2E_EPOCHS="1"), "nnUNetTrainerViT_e2e_resume", 0)
+    # an interrupted run leaves checkpoint_latest.pth, not checkpoint_final.pth
+    (fold / "checkpoint_final.pth").rename(fold / "checkpoint_latest.pth")
+    first = torch.load(fold / "checkpoint_latest.pth", map_location="cpu", weights_only=False)
+    result = train(dict(env, E2E_EPOCHS="2"), "nnUNetTrainerViT_e2e_resume", 0, "--c")
+    assert "Epoch 1" in result.stdout and "Epoch 0\n" not in result.stdout
+    resumed = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert first["current_epoch"] == 1 and resumed["current_epoch"] == 2
+    assert resumed["logging"]["train_losses"][0] == first["logging"]["train_losses"][0]  # epoch 0 log kept
+    assert len(resumed["logging"]["train_losses"]) == 2
+    assert resumed["optimizer_state"]["state"]  # optimiser moments restored and carried on

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from nnunetv2.paths import nnUNet_results
 
+from nnunet_mae.training.schedules import Epochs5, Epochs50, Epochs250, Smoke
 from nnunet_mae.training.distributed import unwrap_network
 from nnunet_mae.training.vit_trainer import nnUNetTrainerViT
 from nnunet_mae.transfer.checkpoint_io import METADATA_KEY, load_checkpoint_file
@@ -81,31 +82,19 @@ class nnUNetTrainerMAEFinetune(nnUNetTrainerViT):
         super().on_train_start()
 
 
-class nnUNetTrainerMAEFinetune_smoke(nnUNetTrainerMAEFinetune):
-    """2 epochs of 10 iterations, from nnUNetTrainerMAEPretrain_smoke: checks a set-up end to end in minutes."""
+class nnUNetTrainerMAEFinetune_smoke(Smoke, nnUNetTrainerMAEFinetune):
+    """Starts from the encoder of the matching _smoke pre-training."""
 
     pretrain_trainer_name = "nnUNetTrainerMAEPretrain_smoke"
 
-    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 2
-        self.num_iterations_per_epoch = 10
-        self.num_val_iterations_per_epoch = 5
+
+class nnUNetTrainerMAEFinetune_5epochs(Epochs5, nnUNetTrainerMAEFinetune):
+    pass
 
 
-class nnUNetTrainerMAEFinetune_5epochs(nnUNetTrainerMAEFinetune):
-    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 5
+class nnUNetTrainerMAEFinetune_50epochs(Epochs50, nnUNetTrainerMAEFinetune):
+    pass
 
 
-class nnUNetTrainerMAEFinetune_50epochs(nnUNetTrainerMAEFinetune):
-    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 50
-
-
-class nnUNetTrainerMAEFinetune_250epochs(nnUNetTrainerMAEFinetune):
-    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 250
+class nnUNetTrainerMAEFinetune_250epochs(Epochs250, nnUNetTrainerMAEFinetune):
+    pass

@@ -30,6 +30,7 @@ from nnunet_mae.architectures.tokens import patchify
 from nnunet_mae.losses.cross_correlation import cross_correlation_loss
 from nnunet_mae.losses.reconstruction import masked_reconstruction_loss
 from nnunet_mae.masking.grid_masking import grid_token_mask, hierarchical_ratios, hierarchical_remask
+from nnunet_mae.training.schedules import Epochs5, Epochs50, Epochs250, Smoke
 from nnunet_mae.training.distributed import mean_over_ranks, unwrap_network
 from nnunet_mae.training.finetune_trainer import nnUNetTrainerMAEFinetune
 from nnunet_mae.training.mae_trainer import nnUNetTrainerMAEPretrain
@@ -171,59 +172,35 @@ class nnUNetTrainerGMIMPretrain(nnUNetTrainerMAEPretrain):
         super().on_train_epoch_end(train_outputs)
 
 
-class nnUNetTrainerGMIMPretrain_smoke(nnUNetTrainerGMIMPretrain):
-    """2 epochs of 10 iterations: checks a set-up end to end in minutes on a CPU."""
-
-    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 2
-        self.num_iterations_per_epoch = 10
-        self.num_val_iterations_per_epoch = 5
-        self.reconstruction_png_every = 1
+class nnUNetTrainerGMIMPretrain_smoke(Smoke, nnUNetTrainerGMIMPretrain):
+    pass
 
 
-class nnUNetTrainerGMIMPretrain_50epochs(nnUNetTrainerGMIMPretrain):
-    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 50
-        self.reconstruction_png_every = 10
+class nnUNetTrainerGMIMPretrain_50epochs(Epochs50, nnUNetTrainerGMIMPretrain):
+    pass
 
 
-class nnUNetTrainerGMIMPretrain_250epochs(nnUNetTrainerGMIMPretrain):
-    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 250
+class nnUNetTrainerGMIMPretrain_250epochs(Epochs250, nnUNetTrainerGMIMPretrain):
+    pass
 
 
 class nnUNetTrainerGMIMFinetune(nnUNetTrainerMAEFinetune):
     pretrain_trainer_name: str = "nnUNetTrainerGMIMPretrain"
 
 
-class nnUNetTrainerGMIMFinetune_smoke(nnUNetTrainerGMIMFinetune):
-    """2 epochs of 10 iterations, starting from the `nnUNetTrainerGMIMPretrain_smoke` encoder."""
+class nnUNetTrainerGMIMFinetune_smoke(Smoke, nnUNetTrainerGMIMFinetune):
+    """Starts from the encoder of the matching _smoke pre-training."""
 
     pretrain_trainer_name = "nnUNetTrainerGMIMPretrain_smoke"
 
-    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 2
-        self.num_iterations_per_epoch = 10
-        self.num_val_iterations_per_epoch = 5
+
+class nnUNetTrainerGMIMFinetune_5epochs(Epochs5, nnUNetTrainerGMIMFinetune):
+    pass
 
 
-class nnUNetTrainerGMIMFinetune_5epochs(nnUNetTrainerGMIMFinetune):
-    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 5
+class nnUNetTrainerGMIMFinetune_50epochs(Epochs50, nnUNetTrainerGMIMFinetune):
+    pass
 
 
-class nnUNetTrainerGMIMFinetune_50epochs(nnUNetTrainerGMIMFinetune):
-    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 50
-
-
-class nnUNetTrainerGMIMFinetune_250epochs(nnUNetTrainerGMIMFinetune):
-    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 250
+class nnUNetTrainerGMIMFinetune_250epochs(Epochs250, nnUNetTrainerGMIMFinetune):
+    pass

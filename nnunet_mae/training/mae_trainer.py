@@ -8,7 +8,6 @@ best checkpoint follows its moving average. nnU-Net's segmentation validation is
 
 from __future__ import annotations
 
-import os
 from time import time
 from typing import List
 
@@ -31,6 +30,7 @@ from nnunet_mae.architectures.mae import MAEPretrainingNetwork
 from nnunet_mae.architectures.tokens import patchify, unpatchify
 from nnunet_mae.losses.reconstruction import masked_reconstruction_loss
 from nnunet_mae.masking.random_masking import random_token_masking
+from nnunet_mae.training.schedules import Epochs50, Epochs250, Smoke
 from nnunet_mae.training.distributed import mean_over_ranks, unwrap_network
 from nnunet_mae.training.pretraining_plots import (exponential_moving_average, plot_pretraining_progress,
                                                    save_reconstruction_png)
@@ -198,28 +198,16 @@ class nnUNetTrainerMAEPretrain(nnUNetTrainerViT):
                                f"in {join(self.output_folder, 'reconstructions')}.")
 
 
-class nnUNetTrainerMAEPretrain_smoke(nnUNetTrainerMAEPretrain):
-    """2 epochs of 10 iterations: checks a set-up end to end in minutes on a CPU."""
-
-    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 2
-        self.num_iterations_per_epoch = 10
-        self.num_val_iterations_per_epoch = 5
-        self.reconstruction_png_every = 1
+class nnUNetTrainerMAEPretrain_smoke(Smoke, nnUNetTrainerMAEPretrain):
+    pass
 
 
-class nnUNetTrainerMAEPretrain_50epochs(nnUNetTrainerMAEPretrain):
-    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 50
-        self.reconstruction_png_every = 10
+class nnUNetTrainerMAEPretrain_50epochs(Epochs50, nnUNetTrainerMAEPretrain):
+    pass
 
 
-class nnUNetTrainerMAEPretrain_250epochs(nnUNetTrainerMAEPretrain):
-    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 250
+class nnUNetTrainerMAEPretrain_250epochs(Epochs250, nnUNetTrainerMAEPretrain):
+    pass
 
 
 class nnUNetTrainerMAEPretrain_normpix(nnUNetTrainerMAEPretrain):

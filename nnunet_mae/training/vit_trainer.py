@@ -10,9 +10,7 @@ to switch off), atomic checkpoints carrying the `nnunet_mae` transfer metadata.
 from __future__ import annotations
 
 import contextlib
-import math
 
-import numpy as np
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
@@ -21,6 +19,7 @@ from torch import nn
 from nnunet_mae.architectures.presets import vit_preset
 from nnunet_mae.architectures.segmentation import ViTSegmentationNetwork
 from nnunet_mae.architectures.tokens import TOKEN_ORDER, as_spatial_tuple, round_patch_to_tokens, token_grid
+from nnunet_mae.training.schedules import Epochs5, Epochs50, Epochs250, Smoke
 from nnunet_mae.training.distributed import unwrap_network
 from nnunet_mae.training.lr_schedule import WarmupPolyLRScheduler
 from nnunet_mae.training.param_groups import build_param_groups
@@ -186,32 +185,20 @@ class nnUNetTrainerViT(nnUNetTrainer):
 
 
 # ----- variants: attributes only ---------------------------------------------------------------------------------
-class nnUNetTrainerViT_5epochs(nnUNetTrainerViT):
-    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 5
+class nnUNetTrainerViT_5epochs(Epochs5, nnUNetTrainerViT):
+    pass
 
 
-class nnUNetTrainerViT_50epochs(nnUNetTrainerViT):
-    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 50
+class nnUNetTrainerViT_50epochs(Epochs50, nnUNetTrainerViT):
+    pass
 
 
-class nnUNetTrainerViT_250epochs(nnUNetTrainerViT):
-    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 250
+class nnUNetTrainerViT_250epochs(Epochs250, nnUNetTrainerViT):
+    pass
 
 
-class nnUNetTrainerViT_smoke(nnUNetTrainerViT):
-    """2 epochs of 10 iterations: checks a set-up end to end in minutes on a CPU."""
-
-    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 2
-        self.num_iterations_per_epoch = 10
-        self.num_val_iterations_per_epoch = 5
+class nnUNetTrainerViT_smoke(Smoke, nnUNetTrainerViT):
+    pass
 
 
 class nnUNetTrainerViT_fp32(nnUNetTrainerViT):

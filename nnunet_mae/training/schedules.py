@@ -1,0 +1,46 @@
+"""Training-length mixins for trainer variants, named the nnU-Net way:
+`class nnUNetTrainerViT_5epochs(Epochs5, nnUNetTrainerViT): pass`.
+
+Each sets attributes after the trainer's own `__init__` (nnU-Net inspects the `__init__` signature, so it
+keeps nnU-Net's five parameters). Pre-training trainers also get a reconstruction PNG interval that fits.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class _Schedule:
+    num_epochs: int
+    iterations: int | None = None
+    val_iterations: int | None = None
+    png_every: int | None = None
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = type(self).num_epochs
+        if self.iterations is not None:
+            self.num_iterations_per_epoch = self.iterations
+        if self.val_iterations is not None:
+            self.num_val_iterations_per_epoch = self.val_iterations
+        if self.png_every is not None and hasattr(self, "reconstruction_png_every"):
+            self.reconstruction_png_every = self.png_every
+
+
+class Smoke(_Schedule):
+    """2 epochs of 10 iterations (5 validation iterations): checks a set-up end to end in minutes on a CPU."""
+
+    num_epochs, iterations, val_iterations, png_every = 2, 10, 5, 1
+
+
+class Epochs5(_Schedule):
+    num_epochs, png_every = 5, 1
+
+
+class Epochs50(_Schedule):
+    num_epochs, png_every = 50, 10
+
+
+class Epochs250(_Schedule):
+    num_epochs = 250
