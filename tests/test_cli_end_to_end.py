@@ -74,8 +74,9 @@ def workspace(tmp_path_factory):
         (root / sub).mkdir()
     (root / "ext" / "e2e_trainers.py").write_text(TEST_TRAINERS)
     write_synthetic_dataset(root / "raw", dataset_id=990, num_cases=10, shape=(24, 32, 24), num_test_cases=2, seed=3)
+    # one nnU-Net worker process and sleeping OpenMP threads: a small CPU is not swamped by idle spinners
     env = dict(os.environ, nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "preprocessed"),
-               nnUNet_results=str(root / "results"),
+               nnUNet_results=str(root / "results"), nnUNet_def_n_proc="1", OMP_WAIT_POLICY="PASSIVE",
                nnUNet_extTrainer=os.pathsep.join([str(root / "ext"), EXT_TRAINER_DIR]))
     run(["nnUNetv2_plan_and_preprocess", "-d", "990", "-c", "3d_fullres", "-np", "1", "--verify_dataset_integrity"],
         env)
@@ -103,7 +104,8 @@ def train(env, trainer, fold, *extra, expect_ok=True):
 def predict_and_check_geometry(root, env, trainer, fold, out_name) -> Path:
     out = root / out_name
     run(["nnUNetv2_predict", "-i", str(root / "raw" / DATASET / "imagesTs"), "-o", str(out), "-d", "990", "-c",
-         "3d_fullres", "-tr", trainer, "-f", str(fold), "-device", "cpu", "--disable_progress_bar"], env)
+         "3d_fullres", "-tr", trainer, "-f", str(fold), "-device", "cpu", "--disable_progress_bar", "-npp", "0",
+         "-nps", "0"], env)
     for image in sorted((root / "raw" / DATASET / "imagesTs").glob("*_0000.nii.gz")):
         reference = sitk.ReadImage(str(image))
         prediction = sitk.ReadImage(str(out / image.name.replace("_0000", "")))
@@ -134,7 +136,7 @@ def test_vit_trains_predicts_and_evaluates(workspace):
         shutil.copy(root / "raw" / DATASET / "labelsTr" / f"{case}.nii.gz", labels)
     out = root / "pred_eval"
     run(["nnUNetv2_predict", "-i", str(images), "-o", str(out), "-d", "990", "-c", "3d_fullres", "-tr",
-         "nnUNetTrainerViT_e2e", "-f", "0", "-device", "cpu", "--disable_progress_bar"], env)
+         "nnUNetTrainerViT_e2e", "-f", "0", "-device", "cpu", "--disable_progress_bar", "-npp", "0", "-nps", "0"], env)
     run(["nnUNetv2_evaluate_simple", str(labels), str(out), "-l", "1", "2"], env)
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["mean"]) == {"1", "2"}

@@ -7,7 +7,7 @@ import importlib
 import sys
 
 COMMANDS = {
-    "demo": ("nnunet_mae.cli.demo", "MAE pre-training vs training from scratch on synthetic data, in minutes, no set-up"),
+    "demo": ("nnunet_mae.cli.demo", "MAE pre-training vs from scratch on synthetic data, in minutes, no set-up"),
     "doctor": ("nnunet_mae.cli.doctor", "check the installation and nnU-Net's set-up, with fixes"),
 }
 

@@ -1,0 +1,58 @@
+import json
+import sys
+
+import pytest
+
+from nnunet_mae.cli import demo
+from nnunet_mae.cli.main import main
+
+
+@pytest.mark.slow
+def test_tiny_demo_runs_every_stage_and_reports(tmp_path, capsys):
+    assert main(["demo", "--budget", "tiny", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "Dice on the test cases" in out
+    rows = {line.split()[0] + " " + line.split()[1] for line in out.splitlines()
+            if line.startswith(("from scratch", "MAE pre-trained"))}
+    assert rows == {"from scratch", "MAE pre-trained"}
+    assert (tmp_path / "demo_summary.png").stat().st_size > 0
+    logs = sorted(p.name for p in (tmp_path / "logs").glob("*.log"))
+    assert len(logs) == 8 and logs[0] == "02_plan_and_preprocess.log"
+    commands = (tmp_path / "commands.sh").read_text()
+    assert "nnUNetv2_train 990 3d_fullres all -tr nnUNetTrainerMAEPretrain_demo" in commands
+    results = json.loads((tmp_path / "demo_results.json").read_text())
+    assert all(0.0 <= results["dice"][row]["mean"] <= 1.0 for row in ("from scratch", "MAE pre-trained"))
+
+
+def test_refuses_a_folder_that_is_not_empty(tmp_path, capsys):
+    (tmp_path / "something").write_text("")
+    assert demo.main(["--out", str(tmp_path)]) == 2
+    assert "is not an empty folder" in capsys.readouterr().err
+
+
+def test_a_failing_stage_prints_the_command_and_the_tail_of_its_log(tmp_path):
+    runner = demo.Demo(out=tmp_path, env={}, num_stages=1)
+    command = [sys.executable, "-c", "print('\\n'.join(f'line {i}' for i in range(100))); raise SystemExit(3)"]
+    with pytest.raises(demo.StageFailed) as failure:
+        runner.run("a stage", "stage", command)
+    message = str(failure.value)
+    assert "exit code 3" in message and sys.executable in message
+    assert "line 99" in message and "line 50" not in message  # the tail only
+    assert (tmp_path / "logs" / "01_stage.log").is_file()
+
+
+def test_trainer_module_sets_the_budget(tmp_path):
+    path = demo.write_trainer_module(tmp_path, "tiny")
+    source = path.read_text()
+    compile(source, str(path), "exec")
+    budget = demo.BUDGETS["tiny"]
+    assert f"self.num_iterations_per_epoch = {budget.pretrain_iterations}" in source
+    assert f"self.num_epochs = {budget.finetune_epochs}" in source
+    for name in (demo.PRETRAIN, demo.FINETUNE, demo.SCRATCH):
+        assert f"class {name}(" in source
+
+
+def test_pretraining_gets_more_iterations_than_each_finetuning():
+    for budget in demo.BUDGETS.values():
+        assert (budget.pretrain_epochs * budget.pretrain_iterations
+                > budget.finetune_epochs * budget.finetune_iterations)
