@@ -36,4 +36,5 @@ def build_param_groups(network: nn.Module, *, weight_decay: float, layer_decay: 
         if key not in groups:
             groups[key] = {"params": [], "weight_decay": 0.0 if no_decay else weight_decay, "lr_scale": scale}
         groups[key]["params"].append(param)
-    return list(groups.values())
+    # highest rate first: nnU-Net logs and plots param_groups[0]["lr"] as "the" learning rate
+    return sorted(groups.values(), key=lambda g: -g["lr_scale"])

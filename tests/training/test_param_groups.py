@@ -28,6 +28,7 @@ def test_layer_decay_scales_shallower_layers_less():
     assert scale(net.encoder.blocks[3].mlp.fc1.weight) == pytest.approx(0.75)
     assert scale(net.encoder.blocks[0].mlp.fc1.weight) == pytest.approx(0.75 ** 4)
     assert scale(net.encoder.patch_embed.weight) == pytest.approx(0.75 ** 5)
+    assert groups[0]["lr_scale"] == 1.0  # the group nnU-Net logs as the learning rate
 
 
 def test_frozen_parameters_are_left_out():
