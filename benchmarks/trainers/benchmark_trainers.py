@@ -9,6 +9,7 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.training.nnUNetTrainer.primus.primus_trainers import nnUNet_Primus_S_Trainer
 
+from nnunet_mae.training.schedules import Schedule
 from nnunet_mae.training.trainers import (nnUNetTrainerGMIMFinetune, nnUNetTrainerGMIMPretrain,
                                           nnUNetTrainerMAEFinetune, nnUNetTrainerMAEPretrain, nnUNetTrainerViT)
 
@@ -18,16 +19,19 @@ BUDGETS = {
 }
 
 
-def _budget(protocol: str, kind: str):
-    class Budget:
+def _budget(protocol: str, kind: str) -> type[Schedule]:
+    epochs, iterations = BUDGETS[protocol][kind]
+
+    class Budget(Schedule):
+        num_epochs, val_iterations = epochs, BUDGETS[protocol]["val_iterations"]
+        png_every = max(1, epochs // 4)
+
         def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
             super().__init__(plans, configuration, fold, dataset_json, device)
-            self.num_epochs, self.num_iterations_per_epoch = BUDGETS[protocol][kind]
-            self.num_val_iterations_per_epoch = BUDGETS[protocol]["val_iterations"]
-            if hasattr(self, "reconstruction_png_every"):
-                self.reconstruction_png_every = max(1, self.num_epochs // 4)
             if hasattr(self, "warmup_duration_whole_net"):  # Primus: keep its warm-up inside the budget
                 self.warmup_duration_whole_net = max(1, self.num_epochs // 20)
+
+    Budget.iterations = iterations
     return Budget
 
 

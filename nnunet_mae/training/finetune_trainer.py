@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from nnunetv2.paths import nnUNet_results
 
-from nnunet_mae.training.schedules import Epochs5, Epochs50, Epochs250, Smoke
 from nnunet_mae.training.distributed import unwrap_network
+from nnunet_mae.training.schedules import Epochs5, Epochs50, Epochs250, Smoke
 from nnunet_mae.training.vit_trainer import nnUNetTrainerViT
 from nnunet_mae.transfer.checkpoint_io import METADATA_KEY, load_checkpoint_file
 from nnunet_mae.transfer.encoder_transfer import TransferError, transfer_encoder_weights

@@ -30,10 +30,10 @@ from nnunet_mae.architectures.tokens import patchify
 from nnunet_mae.losses.cross_correlation import cross_correlation_loss
 from nnunet_mae.losses.reconstruction import masked_reconstruction_loss
 from nnunet_mae.masking.grid_masking import grid_token_mask, hierarchical_ratios, hierarchical_remask
-from nnunet_mae.training.schedules import Epochs5, Epochs50, Epochs250, Smoke
 from nnunet_mae.training.distributed import mean_over_ranks, unwrap_network
 from nnunet_mae.training.finetune_trainer import nnUNetTrainerMAEFinetune
 from nnunet_mae.training.mae_trainer import nnUNetTrainerMAEPretrain
+from nnunet_mae.training.schedules import Epochs5, Epochs50, Epochs250, Smoke
 
 # GMIM's second-view augmentation (released `ssl_head.py`, MONAI on [0, 1]-scaled images):
 # RandAdjustContrast(prob=0.7, gamma=(0.7, 1.5)), RandShiftIntensity(offsets=0.4, prob=0.4),

@@ -30,10 +30,10 @@ from nnunet_mae.architectures.mae import MAEPretrainingNetwork
 from nnunet_mae.architectures.tokens import patchify, unpatchify
 from nnunet_mae.losses.reconstruction import masked_reconstruction_loss
 from nnunet_mae.masking.random_masking import random_token_masking
-from nnunet_mae.training.schedules import Epochs50, Epochs250, Smoke
 from nnunet_mae.training.distributed import mean_over_ranks, unwrap_network
 from nnunet_mae.training.pretraining_plots import (exponential_moving_average, plot_pretraining_progress,
                                                    save_reconstruction_png)
+from nnunet_mae.training.schedules import Epochs50, Epochs250, Smoke
 from nnunet_mae.training.vit_trainer import nnUNetTrainerViT
 from nnunet_mae.transfer.encoder_transfer import transfer_encoder_weights
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import torch
 
 
-class _Schedule:
+class Schedule:
+    """Base mixin: subclasses set num_epochs and optionally iterations, val_iterations, png_every."""
+
     num_epochs: int
     iterations: int | None = None
     val_iterations: int | None = None
@@ -28,19 +30,19 @@ class _Schedule:
             self.reconstruction_png_every = self.png_every
 
 
-class Smoke(_Schedule):
+class Smoke(Schedule):
     """2 epochs of 10 iterations (5 validation iterations): checks a set-up end to end in minutes on a CPU."""
 
     num_epochs, iterations, val_iterations, png_every = 2, 10, 5, 1
 
 
-class Epochs5(_Schedule):
+class Epochs5(Schedule):
     num_epochs, png_every = 5, 1
 
 
-class Epochs50(_Schedule):
+class Epochs50(Schedule):
     num_epochs, png_every = 50, 10
 
 
-class Epochs250(_Schedule):
+class Epochs250(Schedule):
     num_epochs = 250

@@ -19,10 +19,10 @@ from torch import nn
 from nnunet_mae.architectures.presets import vit_preset
 from nnunet_mae.architectures.segmentation import ViTSegmentationNetwork
 from nnunet_mae.architectures.tokens import TOKEN_ORDER, as_spatial_tuple, round_patch_to_tokens, token_grid
-from nnunet_mae.training.schedules import Epochs5, Epochs50, Epochs250, Smoke
 from nnunet_mae.training.distributed import unwrap_network
 from nnunet_mae.training.lr_schedule import WarmupPolyLRScheduler
 from nnunet_mae.training.param_groups import build_param_groups
+from nnunet_mae.training.schedules import Epochs5, Epochs50, Epochs250, Smoke
 from nnunet_mae.transfer.checkpoint_io import METADATA_KEY, atomic_target
 
 METADATA_FORMAT_VERSION = 1
