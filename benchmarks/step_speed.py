@@ -46,7 +46,8 @@ CONFIGURATION = "3d_fullres"
 TRAINERS = ["nnUNetTrainer", "nnUNet_Primus_S_Trainer", "nnUNetTrainerViT", "nnUNetTrainerMAEPretrain",
             "nnUNetTrainerGMIMPretrain"]
 SHORT = {"nnUNetTrainer": "CNN", "nnUNet_Primus_S_Trainer": "Primus-S", "nnUNetTrainerViT": "ViT-S",
-         "nnUNetTrainerMAEPretrain": "MAE", "nnUNetTrainerGMIMPretrain": "GMIM"}
+         "nnUNetTrainerMAEPretrain": "MAE", "nnUNetTrainerGMIMPretrain": "GMIM",
+         "nnUNetTrainerViT_patchdec": "ViT-S patch decoder"}
 PRECISIONS = ["fp32", "bf16"]
 MODES = ["network", "real"]
 MODE_TITLES = {"network": "network-only (same batch, on the device)",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 from nnunetv2.paths import nnUNet_results
 
@@ -33,10 +34,17 @@ class nnUNetTrainerMAEFinetune(nnUNetTrainerViT):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.layer_decay = 0.75
 
+    def pretraining_configuration(self) -> str:
+        """The configuration whose pre-training this one starts from: itself, or for a cascade's full-resolution
+        stage the configuration it inherits from (same spacing and patch; the segmentation channels start at 0)."""
+        if self.configuration_manager.previous_stage_name is None:
+            return self.configuration_name
+        return self.plans_manager.plans["configurations"][self.configuration_name].get("inherits_from", "3d_fullres")
+
     def pretraining_folder(self) -> Path:
         return Path(str(nnUNet_results), self.plans_manager.dataset_name,
-                    f"{self.pretrain_trainer_name}__{self.plans_manager.plans_name}__{self.configuration_name}",
-                    "fold_all")
+                    f"{self.pretrain_trainer_name}__{self.plans_manager.plans_name}__"
+                    f"{self.pretraining_configuration()}", "fold_all")
 
     def find_pretrained_checkpoint(self) -> Path:
         given = os.environ.get(PRETRAINED_ENV)
@@ -50,7 +58,7 @@ class nnUNetTrainerMAEFinetune(nnUNetTrainerViT):
         if final.is_file():
             return final
         dataset_id = self.plans_manager.dataset_name
-        command = (f"nnUNetv2_train {dataset_id} {self.configuration_name} all -tr {self.pretrain_trainer_name}"
+        command = (f"nnUNetv2_train {dataset_id} {self.pretraining_configuration()} all -tr {self.pretrain_trainer_name}"
                    + ("" if self.plans_manager.plans_name == "nnUNetPlans" else f" -p {self.plans_manager.plans_name}"))
         found = sorted(p.name for p in folder.glob("checkpoint_*.pth")) if folder.is_dir() else []
         hint = (f" Found only {', '.join(found)}: the pre-training has not finished; finish it with `{command} --c`."
@@ -66,13 +74,32 @@ class nnUNetTrainerMAEFinetune(nnUNetTrainerViT):
             raise TransferError(f"{path} carries no '{METADATA_KEY}' metadata: it was not written by an nnunet_mae "
                                 f"trainer. Pre-train with {self.pretrain_trainer_name}, or load nnU-Net weights with "
                                 f"`nnUNetv2_train ... -pretrained_weights FILE` and a trainer whose network matches.")
+        self.check_same_encoder_settings(metadata, path)
         network = unwrap_network(self.network)
+        image_channels = len(self.dataset_json.get("channel_names", self.dataset_json.get("modality", {})))
         report = transfer_encoder_weights(checkpoint["network_weights"], network,
-                                          source_grid=metadata["token_grid"], target_grid=network.encoder.grid)
+                                          source_grid=metadata["token_grid"], target_grid=network.encoder.grid,
+                                          image_channels=image_channels)
         report.raise_if_incomplete(str(path))
         self.print_to_log_file(f"Pre-trained encoder loaded from {path} (pre-trained by {metadata['trainer_name']} "
                                f"on {metadata['dataset_name']} {metadata['configuration']}, patch "
                                f"{metadata['patch_size']}).\n{report.format()}")
+
+    def check_same_encoder_settings(self, metadata: dict, path: Path) -> None:
+        """Refuse a checkpoint of another ViT size or token size before touching any weight."""
+        pretrained = metadata.get("network_kwargs", {})
+        own = self.network_kwargs(self.configuration_manager, self.num_input_channels,
+                                  self.label_manager.num_segmentation_heads)
+        keys = ("embed_dim", "depth", "num_heads", "token_size")
+        differing = [k for k in keys if k in pretrained and tuple(np.atleast_1d(pretrained[k])) != tuple(
+            np.atleast_1d(own[k]))]
+        if differing:
+            theirs = ", ".join(f"{k} {pretrained[k]}" for k in differing)
+            ours = ", ".join(f"{k} {own[k]}" for k in differing)
+            raise TransferError(
+                f"{path} was pre-trained by {metadata.get('trainer_name')} with {theirs}; {self.__class__.__name__} "
+                f"builds {ours}. Fine-tune with a trainer of the same ViT size and token size (class attributes "
+                f"vit_preset / token_size, e.g. a subclass with vit_preset = 'T'), or pre-train again with this size.")
 
     def on_train_start(self):
         if not self.was_initialized:

@@ -139,6 +139,7 @@ class nnUNetTrainerGMIMPretrain(nnUNetTrainerMAEPretrain):
     def gmim_forward(self, data: torch.Tensor, generator: torch.Generator | None = None, siamese: bool = False
                      ) -> tuple[dict, torch.Tensor]:
         """The network's output dict and the target voxel tokens (B, L, P)."""
+        generator = self.training_generator(generator)
         mask, remasks = self.gmim_masks(data, generator)
         second_view = intensity_view(data, generator=generator) if siamese else None
         out = self.network(data, mask, remasks, second_view)

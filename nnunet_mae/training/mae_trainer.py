@@ -34,6 +34,7 @@ from nnunet_mae.training.distributed import mean_over_ranks, unwrap_network
 from nnunet_mae.training.pretraining_plots import (exponential_moving_average, plot_pretraining_progress,
                                                    save_reconstruction_png)
 from nnunet_mae.training.schedules import Epochs50, Epochs250, Smoke
+from nnunet_mae.training.seeding import epoch_generator, fresh_seed
 from nnunet_mae.training.vit_trainer import nnUNetTrainerViT
 from nnunet_mae.transfer.encoder_transfer import transfer_encoder_weights
 
@@ -48,6 +49,13 @@ class nnUNetTrainerMAEPretrain(nnUNetTrainerViT):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
+        if self.configuration_manager.previous_stage_name is not None:
+            parent = self.plans_manager.plans["configurations"][configuration].get("inherits_from", "3d_fullres")
+            raise ValueError(
+                f"{self.__class__.__name__} does not pre-train the cascade stage {configuration!r} (its inputs include "
+                f"the previous stage's segmentation, a label). Pre-train on {parent!r} instead "
+                f"(`nnUNetv2_train {self.plans_manager.dataset_name} {parent} all -tr {self.__class__.__name__}`); "
+                f"the fine-tuning trainer on {configuration!r} loads that encoder.")
         self.mask_ratio = 0.75
         self.normalize_targets = False  # raw z-scored voxels as targets (nnssl); True = SelfMedMAE's norm_pix_loss
         self.oversample_foreground_percent = 0.0  # labels are not used
@@ -56,6 +64,8 @@ class nnUNetTrainerMAEPretrain(nnUNetTrainerViT):
         self.num_reconstruction_examples = 4
         self._val_step = 0
         self._png_batch: torch.Tensor | None = None
+        self.mask_generator: torch.Generator | None = None  # re-seeded every epoch (training/seeding.py)
+        self._mask_base_seed = fresh_seed()  # drawn per process, used when `seed` is None
 
     @classmethod
     def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
@@ -114,13 +124,23 @@ class nnUNetTrainerMAEPretrain(nnUNetTrainerViT):
                                    f"(checked against {self.finetune_trainer_name} before training)")
 
     # ----- steps --------------------------------------------------------------------------------------------
+    def on_train_epoch_start(self):
+        base = self.seed if self.seed is not None else self._mask_base_seed
+        self.mask_generator = epoch_generator(self.device, base, self.local_rank, self.current_epoch)
+        super().on_train_epoch_start()
+
+    def training_generator(self, generator: torch.Generator | None) -> torch.Generator | None:
+        """The given generator (validation, pictures) or this epoch's training mask generator."""
+        return generator if generator is not None else self.mask_generator
+
     def mask_and_reconstruct(self, data: torch.Tensor, generator: torch.Generator | None = None
                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns predictions (B, L, P), target tokens (B, L, P) and the mask (B, L), 1 = masked."""
         encoder = unwrap_network(self.network).encoder
         num_tokens = int(np.prod(encoder.grid_of(data.shape[2:])))
         ids_keep, ids_restore, mask = random_token_masking(data.shape[0], num_tokens, self.mask_ratio,
-                                                           device=data.device, generator=generator)
+                                                           device=data.device,
+                                                           generator=self.training_generator(generator))
         pred = self.network(data, ids_keep, ids_restore)
         return pred, patchify(data, encoder.token_size), mask
 

@@ -10,8 +10,10 @@ to switch off), atomic checkpoints carrying the `nnunet_mae` transfer metadata.
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
+from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch import nn
@@ -23,9 +25,11 @@ from nnunet_mae.training.distributed import unwrap_network
 from nnunet_mae.training.lr_schedule import WarmupPolyLRScheduler
 from nnunet_mae.training.param_groups import build_param_groups
 from nnunet_mae.training.schedules import Epochs5, Epochs50, Epochs250, Smoke
+from nnunet_mae.training.seeding import seed_everything
 from nnunet_mae.transfer.checkpoint_io import METADATA_KEY, atomic_target
 
 METADATA_FORMAT_VERSION = 1
+CROSS_VALIDATION_FOLDS = 5  # nnU-Net's default split
 
 
 def planned_patch_for_tokens(patch_size, token_size, configuration_name: str = "") -> tuple[int, ...]:
@@ -60,6 +64,7 @@ class nnUNetTrainerViT(nnUNetTrainer):
         self.mixed_precision = "bf16"  # or "fp32"
         self.enable_deep_supervision = False
         self.grad_scaler = None
+        self.seed: int | None = None  # set (e.g. in a subclass) for repeatable runs; see training/seeding.py
         self._epoch_iteration = 0
         self._round_patch_to_tokens()
 
@@ -95,9 +100,31 @@ class nnUNetTrainerViT(nnUNetTrainer):
         adjusted = list(planned_patch_for_tokens(planned, self.token_size_for(len(planned)), self.configuration_name))
         if adjusted != planned:
             self.plans_manager.plans["configurations"][self.configuration_name]["patch_size"] = adjusted
-            self.configuration_manager = self.plans_manager.get_configuration(self.configuration_name)
+            # a new manager: PlansManager.get_configuration is lru-cached and would return the old patch
+            self.configuration_manager = ConfigurationManager({**self.configuration_manager.configuration,
+                                                              "patch_size": adjusted})
             self.print_to_log_file(f"Patch size {planned} rounded to {adjusted}, a multiple of the token size "
                                    f"{self.token_size_for(len(planned))}; saved in plans.json of the results folder.")
+
+    def initialize(self):
+        if not self.was_initialized and self.seed is not None:
+            seed_everything(self.seed)  # before the network is built: same seed, same initial weights
+        super().initialize()
+
+    def do_split(self):
+        """nnU-Net's split, with a clear error where its 5-fold split cannot exist."""
+        splits_file = os.path.join(self.preprocessed_dataset_folder_base, "splits_final.json")
+        if self.fold != "all" and not os.path.isfile(splits_file):
+            if self.dataset_class is None:
+                self.dataset_class = infer_dataset_class(self.preprocessed_dataset_folder)
+            cases = len(self.dataset_class.get_identifiers(self.preprocessed_dataset_folder))
+            if cases < CROSS_VALIDATION_FOLDS:
+                raise ValueError(
+                    f"{self.plans_manager.dataset_name} has {cases} training case(s); nnU-Net's default "
+                    f"{CROSS_VALIDATION_FOLDS}-fold split needs at least {CROSS_VALIDATION_FOLDS}. Train on fold 'all' "
+                    f"(`nnUNetv2_train {self.plans_manager.dataset_name} {self.configuration_name} all ...`), or write "
+                    f"your own split to {splits_file}.")
+        return super().do_split()
 
     def set_deep_supervision_enabled(self, enabled: bool) -> None:
         pass  # single-resolution output

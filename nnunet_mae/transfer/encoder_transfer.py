@@ -5,6 +5,9 @@ Rules (as nnssl/Primus fine-tuning):
 - the position embedding is resampled when the token grid differs (other patch size);
 - a stem trained on 1 channel is repeated over C input channels and divided by C (a stem trained on
   C' > 1 channels only loads into C' channels);
+- cascade (`image_channels` < the network's input channels): the stem is loaded into the image channels by
+  the rules above, and the channels after them (the previous stage's one-hot segmentation) start at zero,
+  so the pre-trained encoder first sees the images only;
 - everything else in the source (segmentation decoder, MAE decoder, projector heads) is skipped, and
   the fine-tuning network keeps its fresh decoder and head.
 The report lists what was loaded, adapted, skipped and missing, with shapes.
@@ -29,6 +32,11 @@ class TransferError(RuntimeError):
     """The pre-trained encoder cannot be loaded into this network."""
 
 
+def _first(lines, shown: int = 6) -> list[str]:
+    lines = list(lines)
+    return lines[:shown] + ([f"  ... and {len(lines) - shown} more"] if len(lines) > shown else [])
+
+
 def _shape(t: torch.Tensor) -> str:
     return "x".join(str(s) for s in t.shape)
 
@@ -49,8 +57,8 @@ class TransferReport:
         lines = [f"Encoder transfer: {len(self.loaded)} tensors loaded as they are, {len(self.adapted)} adapted, "
                  f"{len(self.skipped)} skipped, {len(self.missing)} missing, {len(self.incompatible)} incompatible."]
         lines += [f"  adapted  {k}: {why}" for k, why in self.adapted.items()]
-        lines += [f"  missing  {k}" for k in self.missing]
-        lines += [f"  incompatible {k}: {why}" for k, why in self.incompatible.items()]
+        lines += _first(f"  missing  {k}" for k in self.missing)
+        lines += _first(f"  incompatible {k}: {why}" for k, why in self.incompatible.items())
         prefixes = sorted({k.split(".")[0] for k in self.skipped})
         if prefixes:
             lines.append(f"  skipped (not part of the encoder): {len(self.skipped)} tensors under "
@@ -67,10 +75,11 @@ class TransferReport:
 
 def transfer_encoder_weights(source_state: Mapping[str, torch.Tensor], target: nn.Module, *,
                              source_grid: Sequence[int] | None = None, target_grid: Sequence[int] | None = None,
-                             load: bool = True) -> TransferReport:
+                             image_channels: int | None = None, load: bool = True) -> TransferReport:
     """Copy encoder weights from `source_state` into `target` (in place unless `load=False`).
 
     `source_grid`/`target_grid` (token grids) are needed only when the position embedding must be resampled.
+    `image_channels`: how many of the target's input channels are images (default: all); the rest start at zero.
     """
     target_state = target.state_dict()
     report = TransferReport()
@@ -96,22 +105,37 @@ def transfer_encoder_weights(source_state: Mapping[str, torch.Tensor], target: n
             new_values[key] = resample_pos_embed(value, source_grid, target_grid)
             report.adapted[key] = (f"resampled {_shape(value)} (grid {tuple(source_grid)}) -> {_shape(wanted)} "
                                    f"(grid {tuple(target_grid)})")
-        elif key == STEM_WEIGHT_KEY and value.shape[0] == wanted.shape[0] and value.shape[2:] == wanted.shape[2:] \
-                and value.shape[1] == 1:
-            channels = wanted.shape[1]
-            new_values[key] = value.repeat(1, channels, *([1] * (value.ndim - 2))) / channels
-            report.adapted[key] = f"1 input channel repeated over {channels} and divided by {channels}: " \
-                                  f"{_shape(value)} -> {_shape(wanted)}"
+        elif key == STEM_WEIGHT_KEY and (stem := _adapted_stem(value, wanted, image_channels)) is not None:
+            new_values[key], report.adapted[key] = stem
         else:
             why = f"source {_shape(value)} vs target {_shape(wanted)}"
             if key == STEM_WEIGHT_KEY and value.shape[2:] != wanted.shape[2:]:
                 why += " (different token size)"
             elif key == STEM_WEIGHT_KEY and value.shape[1] != wanted.shape[1]:
                 why += (f" ({value.shape[1]} pre-training channels cannot be adapted to {wanted.shape[1]}; only a "
-                        f"1-channel stem is repeated)")
+                        f"1-channel stem is repeated, and a cascade's segmentation channels are added)")
             report.incompatible[key] = why
     if load and new_values:
         with torch.no_grad():
             for key, value in new_values.items():
                 target_state[key].copy_(value.to(target_state[key].dtype))
     return report
+
+
+def _adapted_stem(value: torch.Tensor, wanted: torch.Tensor, image_channels: int | None
+                  ) -> tuple[torch.Tensor, str] | None:
+    """The stem weight adapted to `wanted`'s input channels and why, or None when it cannot be adapted."""
+    if value.shape[0] != wanted.shape[0] or value.shape[2:] != wanted.shape[2:]:
+        return None
+    images = wanted.shape[1] if image_channels is None else image_channels
+    source_channels, extra = value.shape[1], wanted.shape[1] - images
+    if extra < 0 or source_channels not in (1, images):
+        return None
+    steps, source_shape = [], _shape(value)
+    if source_channels != images:
+        value = value.repeat(1, images, *([1] * (value.ndim - 2))) / images
+        steps.append(f"1 input channel repeated over {images} and divided by {images}")
+    if extra:
+        value = torch.cat([value, value.new_zeros(value.shape[0], extra, *value.shape[2:])], dim=1)
+        steps.append(f"{extra} channels of the previous stage's segmentation (cascade) added at zero")
+    return value, "; ".join(steps) + f": {source_shape} -> {_shape(wanted)}"

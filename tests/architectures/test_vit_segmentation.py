@@ -71,3 +71,19 @@ def test_mae_network_holds_every_key_of_the_segmentation_network():
     seg = ViTSegmentationNetwork(**kwargs).state_dict()
     mae = MAEPretrainingNetwork(**kwargs).state_dict()
     assert all(k in mae and mae[k].shape == v.shape for k, v in seg.items())
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_onednn_inference_conv_matches_the_reference_convolution(ndim):
+    from nnunet_mae.architectures.decoders import Conv2d, Conv3d
+
+    conv = (Conv3d if ndim == 3 else Conv2d)(5, 7, 3, padding=1)
+    x = torch.randn(1, 5, *([12] * ndim))
+    reference = (torch.nn.functional.conv3d if ndim == 3 else torch.nn.functional.conv2d)(
+        x, conv.weight, conv.bias, padding=1)
+    with torch.no_grad():
+        torch.testing.assert_close(conv(x), reference, atol=1e-5, rtol=1e-5)
+    out = conv(x)  # with autograd: the normal path, gradients flow
+    out.sum().backward()
+    assert conv.weight.grad is not None
+    assert isinstance(conv, torch.nn.Conv3d if ndim == 3 else torch.nn.Conv2d)  # same state-dict keys as before

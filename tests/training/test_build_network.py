@@ -55,3 +55,17 @@ def test_pretraining_checkpoint_loads_with_nnunet_stock_loader(tmp_path):
     assert torch.equal(vit.encoder.blocks[0].attn.qkv.weight, mae.encoder.blocks[0].attn.qkv.weight)
     finetune = nnUNetTrainerMAEFinetune.build_network_architecture(None, cm, 1, 3, False)
     assert finetune.state_dict().keys() == vit.state_dict().keys()
+
+
+def test_trainer_rounds_the_planned_patch_for_its_data_loader_too(tmp_path, monkeypatch):
+    """The loader crops configuration_manager.patch_size: it must be the rounded patch the network is built for
+    (PlansManager caches configurations, so the trainer must not ask it again after changing the plans)."""
+    from tests.training.tiny_trainer import tiny_trainer
+
+    trainer = tiny_trainer(nnUNetTrainerMAEPretrain, tmp_path, monkeypatch, patch_size=(20, 28, 28))
+    assert list(trainer.configuration_manager.patch_size) == [24, 32, 32]
+    assert trainer.plans_manager.plans["configurations"]["3d_fullres"]["patch_size"] == [24, 32, 32]  # plans.json
+    cascade = tiny_trainer(nnUNetTrainerMAEFinetune, tmp_path, monkeypatch, configuration="3d_cascade_fullres",
+                           patch_size=(20, 28, 28))
+    assert list(cascade.configuration_manager.patch_size) == [24, 32, 32]
+    assert cascade.configuration_manager.previous_stage_name == "3d_lowres"

@@ -12,6 +12,7 @@ from nnunet_mae.nnunet_ext import EXT_TRAINER_DIR
 from nnunet_mae.training import trainers
 from nnunet_mae.training.gmim_trainer import intensity_view, nnUNetTrainerGMIMPretrain
 from nnunet_mae.training.vit_trainer import nnUNetTrainerViT
+from tests.training.tiny_trainer import tiny_images, tiny_trainer
 
 GMIM_TRAINERS = ["nnUNetTrainerGMIMPretrain", "nnUNetTrainerGMIMPretrain_smoke", "nnUNetTrainerGMIMPretrain_50epochs",
                  "nnUNetTrainerGMIMPretrain_250epochs", "nnUNetTrainerGMIMFinetune", "nnUNetTrainerGMIMFinetune_smoke",
@@ -66,30 +67,9 @@ def test_gmim_checkpoint_loads_with_nnunet_stock_loader(tmp_path):
 
 
 # ----- the step hooks, on a real trainer instance (network built by hand: no preprocessed data needed) ----------
-TINY_PLANS = {
-    "dataset_name": "Dataset999_Tiny", "plans_name": "nnUNetPlans", "image_reader_writer": "SimpleITKIO",
-    "original_median_spacing_after_transp": [1.0, 1.0, 1.0], "original_median_shape_after_transp": [16, 24, 16],
-    "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2], "experiment_planner_used": "ExperimentPlanner",
-    "label_manager": "LabelManager", "foreground_intensity_properties_per_channel": {},
-    "configurations": {"3d_fullres": {
-        "data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
-        "patch_size": [16, 24, 16], "median_image_size_in_voxels": [16, 24, 16], "spacing": [1.0, 1.0, 1.0],
-        "normalization_schemes": ["ZScoreNormalization"], "use_mask_for_norm": [False],
-        "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_seg": "resample_data_or_seg_to_shape",
-        "resampling_fn_data_kwargs": {}, "resampling_fn_seg_kwargs": {},
-        "resampling_fn_probabilities": "resample_data_or_seg_to_shape", "resampling_fn_probabilities_kwargs": {},
-        "architecture": {"network_class_name": "unused", "arch_kwargs": {}, "_kw_requires_import": []},
-        "batch_dice": False}},
-}
-TINY_DATASET = {"channel_names": {"0": "MRI"}, "labels": {"background": 0, "a": 1, "b": 2}, "numTraining": 2,
-                "file_ending": ".nii.gz"}
-
-
 @pytest.fixture
 def trainer(tmp_path, monkeypatch):
-    monkeypatch.setenv("nnUNet_results", str(tmp_path / "results"))
-    t = nnUNetTrainerGMIMPretrain({**TINY_PLANS, "continue_training": False}, "3d_fullres", "all", TINY_DATASET,
-                                  torch.device("cpu"))
+    t = tiny_trainer(nnUNetTrainerGMIMPretrain, tmp_path, monkeypatch)
     t.num_input_channels = 1
     torch.manual_seed(0)
     t.network = t.build_network_architecture(t.plans_manager, t.configuration_manager, 1,
@@ -97,17 +77,10 @@ def trainer(tmp_path, monkeypatch):
     return t
 
 
-def images(batch=4, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, 1, 16, 24, 16, generator=g)
-    x[:, :, :8] *= 3.0  # entropy differs between regions
-    return x
-
-
 def test_masks_grid_then_cumulative_remasks(trainer):
     trainer.hierarchical_probability = 1.0
     g = torch.Generator().manual_seed(1)
-    mask, remasks = trainer.gmim_masks(images(), g)
+    mask, remasks = trainer.gmim_masks(tiny_images(), g)
     assert [b for b, _ in remasks] == [2, 5, 8]
     previous = mask
     for (_, m), ratio in zip(remasks, [0.25, 0.125, 0.0625]):
@@ -119,7 +92,7 @@ def test_masks_grid_then_cumulative_remasks(trainer):
 
 def test_training_loss_adds_the_siamese_term_and_reaches_every_trainable_parameter(trainer):
     trainer.network.train()
-    data = images()
+    data = tiny_images()
     loss = trainer.compute_loss(data)
     assert torch.isfinite(loss) and len(trainer._loss_parts) == 1
     reconstruction, correlation = trainer._loss_parts[0]
@@ -131,7 +104,7 @@ def test_training_loss_adds_the_siamese_term_and_reaches_every_trainable_paramet
 
 def test_validation_loss_is_reconstruction_only_and_reproducible(trainer):
     trainer.network.eval()
-    data = images()
+    data = tiny_images()
     with torch.no_grad():
         a = trainer.compute_loss(data, generator=trainer.validation_generator(0))
         b = trainer.compute_loss(data, generator=trainer.validation_generator(0))
@@ -149,7 +122,7 @@ def test_metadata_and_encoder_fits_finetuning(trainer):
 
 
 def test_intensity_view_is_seeded_per_sample_and_keeps_shape():
-    x = images(batch=8)
+    x = tiny_images(batch=8)
     a = intensity_view(x, generator=torch.Generator().manual_seed(3))
     b = intensity_view(x, generator=torch.Generator().manual_seed(3))
     assert a.shape == x.shape and a.dtype == x.dtype and torch.equal(a, b)

@@ -65,3 +65,19 @@ def test_load_false_changes_nothing():
     before = {k: v.clone() for k, v in target.state_dict().items()}
     assert transfer_encoder_weights(source.state_dict(), target, load=False).ok
     assert all(torch.equal(before[k], v) for k, v in target.state_dict().items())
+
+
+@pytest.mark.parametrize("source_channels", [1, 2])
+def test_cascade_stem_loads_the_images_and_zeroes_the_segmentation_channels(source_channels):
+    source = ViTSegmentationNetwork(input_channels=source_channels, input_shape=(16, 16, 16), **TINY)
+    target = ViTSegmentationNetwork(input_channels=2 + 3, input_shape=(16, 16, 16), **TINY)  # 2 images + 3 labels
+    report = transfer_encoder_weights(source.state_dict(), target, image_channels=2)
+    assert report.ok and "cascade" in report.adapted["encoder.patch_embed.weight"]
+    images = torch.randn(1, 2, 16, 16, 16)
+    segmentation = torch.rand(1, 3, 16, 16, 16)
+    source_input = images if source_channels == 2 else images.mean(1, keepdim=True)
+    torch.testing.assert_close(target.encoder.patch_embed(torch.cat([images, segmentation], 1)),
+                               source.encoder.patch_embed(source_input), atol=1e-5, rtol=1e-5)
+    if source_channels == 2:  # without image_channels, 2 pre-training channels do not map onto 5 inputs
+        report = transfer_encoder_weights(source.state_dict(), target, load=False)
+        assert "encoder.patch_embed.weight" in report.incompatible
