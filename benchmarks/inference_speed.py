@@ -65,7 +65,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("nnUNet_preprocessed", str(args.work / "preprocessed"))
     os.environ.setdefault("nnUNet_raw", str(args.work / "raw"))
-    os.environ.setdefault("nnUNet_results", str(args.work / "results"))
+    # the trainers are only built to make their networks: their log folders go to a throw-away results folder
+    scratch_results = tempfile.TemporaryDirectory()
+    os.environ["nnUNet_results"] = scratch_results.name
     import torch
 
     device = torch.device(args.device)

@@ -9,7 +9,8 @@ on the 40 validation cases. Budgets: benchmarks/trainers/benchmark_trainers.py.
     python benchmarks/segmentation_quality.py --protocol cpu --device cpu      # about 1.5 h on 2 CPU cores
     python benchmarks/segmentation_quality.py --protocol gpu --device cuda --arms cnn,primus,scratch,mae,gmim
 
-Writes results.json, results.md and learning_curves.png into --out.
+Writes results.json, results.md and learning_curves.png into --out; arms that earlier invocations wrote into the
+same --out (same protocol and device) are kept, so the arms can run one invocation at a time.
 """
 
 from __future__ import annotations
@@ -72,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     results = {"protocol": args.protocol, "device": args.device, "date": time.strftime("%Y-%m-%d"), "arms": {}}
+    previous = args.out / "results.json"
+    if previous.is_file():  # arms run by earlier invocations into the same --out are kept (same protocol/device)
+        earlier = json.loads(previous.read_text())
+        if (earlier.get("protocol"), earlier.get("device")) == (args.protocol, args.device):
+            results["arms"] = {a: e for a, e in earlier["arms"].items() if a not in arms}
     for arm in arms:
         pretrainer, trainer = (t.format(p=args.protocol) if t else None for t in ARMS[arm])
         entry = {"trainer": trainer, "pretrainer": pretrainer}
