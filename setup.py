@@ -6,6 +6,7 @@ command line finds the trainers with no set-up. Works for `pip install .` and `p
 import base64
 import hashlib
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -52,25 +53,26 @@ class EditableWheelWithPth(editable_wheel):
 
 setup(
     name="nnunet_mae",
-    version="0.1.0",
+    version=re.search(r'__version__ = "([^"]+)"', Path(__file__).with_name("nnunet_mae").joinpath(
+        "__init__.py").read_text()).group(1),
     description="ViT segmentation and masked-autoencoder self-pre-training (MAE, GMIM) as nnU-Net v2 trainers",
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["nnunet_mae", "nnunet_mae.*"]),
+    # Ranges = what the code needs and what was tested (documentation/compatibility.md), no upper pins without a
+    # known break, and only what the package imports. torch is never pinned to one build: an existing torch that
+    # matches the user's GPU driver is kept. torch >= 2.5: torch.serialization.safe_globals (safe loading),
+    # torch.amp.GradScaler(device) (fp16 on any device), SDPA.
     install_requires=[
-        # torch 2.15.0 + torchvision 0.29.2 is the tested pair; it also runs on CPU-only machines.
-        "torch>=2.15,<2.16",
-        "torchvision>=0.29.2,<0.30",
-        "nnunetv2>=2.8.1,<2.9",
-        "dynamic-network-architectures>=0.4.4,<0.5",
-        "batchgenerators>=0.25.1,<0.26",
-        "batchgeneratorsv2>=0.3,<0.4",
-        "timm>=1.0,<2",
-        "SimpleITK>=2.2,<3",
-        "numpy>=1.24,<3",
-        "einops>=0.8,<0.9",
+        "torch>=2.5",
+        "nnunetv2>=2.8.1",
+        "batchgenerators>=0.25.1",
+        "batchgeneratorsv2>=0.3",
+        "SimpleITK>=2.2",
+        "numpy>=1.24",
+        "einops>=0.8",
         "matplotlib>=3.7",
     ],
     extras_require={"test": ["pytest>=8"]},

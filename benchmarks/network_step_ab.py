@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 
 
 def main(argv=None) -> int:
@@ -30,8 +31,13 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=9)
     parser.add_argument("--work", type=Path, default=Path("/tmp/nnunet_mae_quality"))
     parser.add_argument("--out", type=Path, default=HERE / "results" / "network_step_ab")
+    parser.add_argument("--bf16", choices=["auto", "yes", "no"], default="auto",
+                        help="also time bf16 autocast; auto: where the trainers' rule would choose bf16 on this CPU")
     args = parser.parse_args(argv)
     import torch
+    from step_speed import machine_info
+
+    from nnunet_mae.training.precision import choose_precision
     from batchgenerators.utilities.file_and_folder_operations import load_json
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
@@ -56,7 +62,8 @@ def main(argv=None) -> int:
         optimizers[name].step()
 
     seconds: dict[str, list[float]] = {}
-    for bf16 in (False, True):
+    with_bf16 = args.bf16 == "yes" or (args.bf16 == "auto" and choose_precision("auto", "cpu").precision == "bf16")
+    for bf16 in (False, True) if with_bf16 else (False,):
         for name in networks:
             step(name, bf16)  # warm-up
         for _ in range(args.repeats):
@@ -64,7 +71,8 @@ def main(argv=None) -> int:
                 t = time.perf_counter()
                 step(name, bf16)
                 seconds.setdefault(f"{name} {'bf16' if bf16 else 'fp32'}", []).append(time.perf_counter() - t)
-    results = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "threads": torch.get_num_threads(),
+    results = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine_info("cpu"),
+               "threads": torch.get_num_threads(),
                "batch_size": args.batch_size, "patch_size": list(configuration.patch_size), "seconds": seconds,
                "median": {k: statistics.median(v) for k, v in seconds.items()}}
     args.out.mkdir(parents=True, exist_ok=True)

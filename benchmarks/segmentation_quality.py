@@ -70,9 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.work / "preprocessed" / "Dataset004_Hippocampus" / "nnUNetPlans_3d_fullres").is_dir():
         run(["nnUNetv2_plan_and_preprocess", "-d", "4", "-c", "3d_fullres", "-np", "2"], env, logs / "plan.log")
 
-    import torch
+    from step_speed import machine_info
 
-    results = {"protocol": args.protocol, "device": args.device, "date": time.strftime("%Y-%m-%d"), "arms": {}}
+    from nnunet_mae.transfer.checkpoint_io import safe_torch_load
+
+    results = {"protocol": args.protocol, "device": args.device, "date": time.strftime("%Y-%m-%d"),
+               "machine": machine_info(args.device), "arms": {}}
     previous = args.out / "results.json"
     if previous.is_file():  # arms run by earlier invocations into the same --out are kept (same protocol/device)
         earlier = json.loads(previous.read_text())
@@ -91,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = json.loads((folder / "validation" / "summary.json").read_text())
         entry["dice"] = {label: summary["mean"][label]["Dice"] for label in summary["mean"]}
         entry["mean_dice"] = summary["foreground_mean"]["Dice"]
-        logging = torch.load(folder / "checkpoint_final.pth", map_location="cpu", weights_only=False)["logging"]
+        logging = safe_torch_load(folder / "checkpoint_final.pth")["logging"]
         entry["pseudo_dice_per_epoch"] = [float(x) for x in logging["mean_fg_dice"]]
         results["arms"][arm] = entry
         (args.out / "results.json").write_text(json.dumps(results, indent=2))
@@ -106,7 +109,10 @@ def write_report(results: dict, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lines = [f"Protocol {results['protocol']} on {results['device']}, {results['date']}.", "",
+    machine = results.get("machine", {})
+    lines = [f"Protocol {results['protocol']} on {results['device']}, {results['date']}; CPU "
+             f"{machine.get('cpu', 'not recorded')} (bf16: {machine.get('cpu_bf16', 'not recorded')}; trainers: "
+             f"{machine.get('auto_precision', 'not recorded')}).", "",
              "| arm | pre-training [s] | fine-tuning [s] | Dice label 1 | Dice label 2 | mean Dice |",
              "|---|---|---|---|---|---|"]
     for arm, e in results["arms"].items():

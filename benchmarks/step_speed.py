@@ -287,8 +287,11 @@ def machine_info(device: str) -> dict:
         info["cpu_flags"] = sorted(f for f in flags if f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"))
     except (OSError, StopIteration):
         info["cpu"] = platform.processor()
-    if hasattr(torch.backends, "cpu"):
-        info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    from nnunet_mae.training.precision import choose_precision, cpu_info
+
+    info["cpu_capability"] = cpu_info().capability
+    info["cpu_bf16"] = cpu_info().bf16_support
+    info["auto_precision"] = choose_precision("auto", device).describe()
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name(0)
         info["cuda"] = torch.version.cuda
@@ -369,7 +372,10 @@ def run_child(args, env: dict, trainer: str, precision: str, count_flops: bool, 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trainers", default=",".join(TRAINERS), help="comma-separated trainer class names")
-    parser.add_argument("--precisions", default=",".join(PRECISIONS), help="comma-separated, from fp32,bf16")
+    parser.add_argument("--precisions", default="auto",
+                        help="comma-separated, from fp32,bf16; 'auto': fp32, plus bf16 where the trainers' rule "
+                             "(nnunet_mae/training/precision.py) would choose it (bf16 is emulated, 8-30x slower, on "
+                             "CPUs without native bf16)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--batch-size", type=int, default=9, help="overrides the plans' batch size (default 9)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per phase (at most)")
@@ -404,6 +410,12 @@ def main(argv: list[str] | None = None) -> int:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     trainers = [t for t in args.trainers.split(",") if t]
     precisions = [p for p in args.precisions.split(",") if p]
+    if precisions == ["auto"]:
+        from nnunet_mae.training.precision import choose_precision
+
+        auto = choose_precision("auto", args.device)
+        precisions = ["fp32"] + (["bf16"] if auto.precision == "bf16" else [])
+        print(f"--precisions auto: {', '.join(precisions)} (the trainers choose {auto.describe()})", flush=True)
     if set(precisions) - set(PRECISIONS):
         parser.error(f"--precisions must be from {PRECISIONS}")
     temp = Path(tempfile.mkdtemp(prefix="step_speed_"))

@@ -4,4 +4,4 @@ Importing this package is cheap on purpose (no torch import): the `.pth` hook th
 trainer folder with nnU-Net runs at every interpreter start.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

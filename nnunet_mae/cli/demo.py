@@ -182,6 +182,14 @@ def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def torch_device_name(device: str) -> str:
+    import torch
+
+    from nnunet_mae.training.precision import cpu_model_name
+
+    return torch.cuda.get_device_name(0) if device == "cuda" else cpu_model_name()
+
+
 def subprocess_environment(out: Path, trainers: Path, device: str) -> dict:
     """nnU-Net's folders inside `out`, the demo trainers first in nnUNet_extTrainer; the user's shell is untouched.
 
@@ -303,7 +311,12 @@ def run_demo(out: Path, budget_name: str) -> int:
     raw = out / "nnUNet_raw" / DATASET
     preds = {"MAE pre-trained": out / "predictions" / "pretrained", "from scratch": out / "predictions" / "scratch"}
     results = out / "nnUNet_results" / DATASET
-    print(f"nnunet_mae demo (budget {budget_name!r}, device {device}) in {out}\n"
+    from nnunet_mae.training.precision import choose_precision
+
+    precision = choose_precision("auto", device)  # what the trainers will choose; each logs it at its start
+    hardware = torch_device_name(device)
+    print(f"nnunet_mae demo (budget {budget_name!r}, device {device}: {hardware}) in {out}\n"
+          f"The trainers run in {precision.describe()}.\n"
           f"Each stage writes its output to {out / 'logs'} (follow one with tail -f).")
 
     started = demo.begin(f"write a synthetic dataset: {b.num_cases} training + {b.num_test_cases} test cases "
@@ -356,7 +369,8 @@ def run_demo(out: Path, budget_name: str) -> int:
                       "# nnUNetTrainerMAEPretrain, nnUNetTrainerMAEFinetune and nnUNetTrainerViT.\nset -e\n"
                       + "".join(f"export {k}={shlex.quote(v)}\n" for k, v in settings.items())
                       + "\n".join(demo.commands) + "\n")
-    (out / "demo_results.json").write_text(json.dumps({"budget": budget_name, "device": device, "dice": dice,
+    (out / "demo_results.json").write_text(json.dumps({"budget": budget_name, "device": device, "hardware": hardware,
+                                                       "precision": precision.describe(), "dice": dice,
                                                        "seconds": demo.times}, indent=2))
 
     print("\n" + format_table(dice, demo.times))

@@ -38,11 +38,26 @@ def check_device() -> list[Check]:
         import torch
     except Exception:
         return []
+    from nnunet_mae.training.precision import choose_precision, cpu_info, measure_bf16_speedup
+
+    checks = []
     if torch.cuda.is_available():
-        detail = f"CUDA: {torch.cuda.get_device_name(0)} (use -device cuda)"
+        checks.append(Check("device", True, f"CUDA: {torch.cuda.get_device_name(0)} (use -device cuda); trainers "
+                                            f"choose {choose_precision('auto', 'cuda').describe()}"))
     else:
-        detail = f"no GPU; CPU with {torch.get_num_threads()} threads (use -device cpu; bf16 autocast is on by default)"
-    return [Check("device", True, detail)]
+        checks.append(Check("device", True, f"no GPU; CPU with {torch.get_num_threads()} threads (use -device cpu)"))
+    info = cpu_info()
+    choice = choose_precision("auto", "cpu")
+    ratios = measure_bf16_speedup(seconds=1.0)
+    measured = ", ".join(f"{name} {ratio:.2f}x" for name, ratio in ratios.items())
+    # a CPU that claims native bf16 but runs it slower than fp32 is worth a warning: force fp32 with _fp32 variants
+    slow = choice.precision == "bf16" and min(ratios.values()) < 1.0
+    checks.append(Check("CPU precision", not slow,
+                        f"{info.model}; bf16: {info.bf16_support}; trainers on the CPU choose {choice.describe()}; "
+                        f"measured bf16 speed-up over fp32 here (1 s): {measured}",
+                        "bf16 measured slower than fp32 on this CPU: use the _fp32 trainer variants "
+                        "(e.g. -tr nnUNetTrainerViT_fp32) or set mixed_precision = 'fp32' in a subclass"))
+    return checks
 
 
 def check_environment() -> list[Check]:
@@ -86,8 +101,28 @@ def check_trainers() -> list[Check]:
     return checks
 
 
+def check_startup_hook() -> list[Check]:
+    """The installed nnunet_mae_ext.pth: present in site-packages, and effective in a new interpreter."""
+    import site
+    import subprocess
+    import sys
+
+    from nnunet_mae.nnunet_ext import EXT_TRAINER_DIR, PTH_NAME
+
+    folders = [*site.getsitepackages(), site.getusersitepackages()]
+    found = [os.path.join(f, PTH_NAME) for f in folders if os.path.isfile(os.path.join(f, PTH_NAME))]
+    env = {k: v for k, v in os.environ.items() if k != "nnUNet_extTrainer"}
+    probe = subprocess.run([sys.executable, "-c", "import os; print(os.environ.get('nnUNet_extTrainer', ''))"],
+                           env=env, capture_output=True, text=True, timeout=60)
+    works = EXT_TRAINER_DIR in probe.stdout.strip().split(os.pathsep)
+    detail = (f"{found[0] if found else PTH_NAME + ' not in ' + ', '.join(folders)}; a new interpreter "
+              + ("registers the trainer folder" if works else "does not register the trainer folder"))
+    return [Check("start-up hook", bool(found) and works, detail,
+                  "" if found and works else "reinstall: pip install nnunet_mae (or pip install -e . in a checkout)")]
+
+
 def run_checks() -> list[Check]:
-    return check_imports() + check_device() + check_environment() + check_trainers()
+    return check_imports() + check_device() + check_environment() + check_startup_hook() + check_trainers()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@ with no set-up. It must stay cheap: no torch or nnU-Net import here.
 import os
 
 EXT_TRAINER_DIR = os.path.dirname(os.path.abspath(__file__))
+PTH_NAME = "nnunet_mae_ext.pth"  # installed into site-packages by setup.py
 
 
 def register_with_nnunet() -> None:

@@ -11,6 +11,7 @@ channels); decoder and head start fresh. Recipe after SelfMedMAE: layer-wise LR 
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ import torch
 from nnunetv2.paths import nnUNet_results
 
 from nnunet_mae.training.distributed import unwrap_network
-from nnunet_mae.training.schedules import Epochs5, Epochs50, Epochs250, Smoke
+from nnunet_mae.training.schedules import BF16, FP32, Epochs5, Epochs50, Epochs250, Smoke
 from nnunet_mae.training.vit_trainer import nnUNetTrainerViT
 from nnunet_mae.transfer.checkpoint_io import METADATA_KEY, load_checkpoint_file
 from nnunet_mae.transfer.encoder_transfer import TransferError, transfer_encoder_weights
@@ -58,13 +59,21 @@ class nnUNetTrainerMAEFinetune(nnUNetTrainerViT):
         if final.is_file():
             return final
         dataset_id = self.plans_manager.dataset_name
-        command = (f"nnUNetv2_train {dataset_id} {self.pretraining_configuration()} all -tr {self.pretrain_trainer_name}"
-                   + ("" if self.plans_manager.plans_name == "nnUNetPlans" else f" -p {self.plans_manager.plans_name}"))
+        command = shlex.join(["nnUNetv2_train", dataset_id, self.pretraining_configuration(), "all", "-tr",
+                              self.pretrain_trainer_name]
+                             + ([] if self.plans_manager.plans_name == "nnUNetPlans" else
+                                ["-p", self.plans_manager.plans_name]))
         found = sorted(p.name for p in folder.glob("checkpoint_*.pth")) if folder.is_dir() else []
         hint = (f" Found only {', '.join(found)}: the pre-training has not finished; finish it with `{command} --c`."
                 if found else f" Run the pre-training first: `{command}`.")
         raise FileNotFoundError(f"No pre-trained encoder for {self.__class__.__name__}: {final} does not exist.{hint} "
-                                f"Or name a checkpoint file with `export {PRETRAINED_ENV}=/path/to/checkpoint.pth`.")
+                                f"Or name a checkpoint file with `export {PRETRAINED_ENV}=/path/to/checkpoint.pth`, "
+                                f"or give it to nnUNetv2_train with `-pretrained_weights FILE`.")
+
+    def pretrained_checkpoint_reason(self, path: Path) -> str:
+        if os.environ.get(PRETRAINED_ENV):
+            return f"named by {PRETRAINED_ENV}"
+        return f"found automatically: the {self.pretrain_trainer_name} pre-training of this dataset"
 
     def load_pretrained_encoder(self) -> None:
         path = self.find_pretrained_checkpoint()
@@ -81,7 +90,8 @@ class nnUNetTrainerMAEFinetune(nnUNetTrainerViT):
                                           source_grid=metadata["token_grid"], target_grid=network.encoder.grid,
                                           image_channels=image_channels)
         report.raise_if_incomplete(str(path))
-        self.print_to_log_file(f"Pre-trained encoder loaded from {path} (pre-trained by {metadata['trainer_name']} "
+        self.print_to_log_file(f"Pre-trained encoder loaded from {path} ({self.pretrained_checkpoint_reason(path)}; "
+                               f"pre-trained by {metadata['trainer_name']} "
                                f"on {metadata['dataset_name']} {metadata['configuration']}, patch "
                                f"{metadata['patch_size']}).\n{report.format()}")
 
@@ -90,6 +100,15 @@ class nnUNetTrainerMAEFinetune(nnUNetTrainerViT):
         pretrained = metadata.get("network_kwargs", {})
         own = self.network_kwargs(self.configuration_manager, self.num_input_channels,
                                   self.label_manager.num_segmentation_heads)
+        theirs_ndim, own_ndim = len(np.atleast_1d(pretrained.get("input_shape", own["input_shape"]))), len(
+            own["input_shape"])
+        if theirs_ndim != own_ndim:
+            raise TransferError(
+                f"{path} holds a {theirs_ndim}D encoder (pre-trained on configuration "
+                f"{metadata.get('configuration')!r} of {metadata.get('dataset_name')}); {self.configuration_name!r} "
+                f"needs a {own_ndim}D one. Pre-train on the configuration you fine-tune: `"
+                + shlex.join(["nnUNetv2_train", self.plans_manager.dataset_name, self.pretraining_configuration(),
+                              "all", "-tr", self.pretrain_trainer_name]) + "`.")
         keys = ("embed_dim", "depth", "num_heads", "token_size")
         differing = [k for k in keys if k in pretrained and tuple(np.atleast_1d(pretrained[k])) != tuple(
             np.atleast_1d(own[k]))]
@@ -105,8 +124,18 @@ class nnUNetTrainerMAEFinetune(nnUNetTrainerViT):
         if not self.was_initialized:
             self.initialize()
         if self.current_epoch == 0:  # not when resuming with --c
-            self.load_pretrained_encoder()
+            self.start_from_pretrained_encoder()
         super().on_train_start()
+
+    def start_from_pretrained_encoder(self) -> None:
+        """An explicit -pretrained_weights file wins over the automatic search and the environment variable."""
+        if self.explicit_pretrained_weights is None:
+            self.load_pretrained_encoder()
+            return
+        ignored = f" and {PRETRAINED_ENV}={os.environ[PRETRAINED_ENV]} is ignored" if os.environ.get(
+            PRETRAINED_ENV) else ""
+        self.print_to_log_file(f"Starting from -pretrained_weights {self.explicit_pretrained_weights} (given "
+                               f"explicitly): the automatic search for a pre-trained encoder is skipped{ignored}.")
 
 
 class nnUNetTrainerMAEFinetune_smoke(Smoke, nnUNetTrainerMAEFinetune):
@@ -124,4 +153,12 @@ class nnUNetTrainerMAEFinetune_50epochs(Epochs50, nnUNetTrainerMAEFinetune):
 
 
 class nnUNetTrainerMAEFinetune_250epochs(Epochs250, nnUNetTrainerMAEFinetune):
+    pass
+
+
+class nnUNetTrainerMAEFinetune_fp32(FP32, nnUNetTrainerMAEFinetune):
+    pass
+
+
+class nnUNetTrainerMAEFinetune_bf16(BF16, nnUNetTrainerMAEFinetune):
     pass

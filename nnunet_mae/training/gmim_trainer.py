@@ -33,7 +33,7 @@ from nnunet_mae.masking.grid_masking import grid_token_mask, hierarchical_ratios
 from nnunet_mae.training.distributed import mean_over_ranks, unwrap_network
 from nnunet_mae.training.finetune_trainer import nnUNetTrainerMAEFinetune
 from nnunet_mae.training.mae_trainer import nnUNetTrainerMAEPretrain
-from nnunet_mae.training.schedules import Epochs5, Epochs50, Epochs250, Smoke
+from nnunet_mae.training.schedules import BF16, FP32, Epochs5, Epochs50, Epochs250, Smoke
 
 # GMIM's second-view augmentation (released `ssl_head.py`, MONAI on [0, 1]-scaled images):
 # RandAdjustContrast(prob=0.7, gamma=(0.7, 1.5)), RandShiftIntensity(offsets=0.4, prob=0.4),
@@ -185,6 +185,14 @@ class nnUNetTrainerGMIMPretrain_250epochs(Epochs250, nnUNetTrainerGMIMPretrain):
     pass
 
 
+class nnUNetTrainerGMIMPretrain_fp32(FP32, nnUNetTrainerGMIMPretrain):
+    pass
+
+
+class nnUNetTrainerGMIMPretrain_bf16(BF16, nnUNetTrainerGMIMPretrain):
+    pass
+
+
 class nnUNetTrainerGMIMFinetune(nnUNetTrainerMAEFinetune):
     pretrain_trainer_name: str = "nnUNetTrainerGMIMPretrain"
 
@@ -204,4 +212,12 @@ class nnUNetTrainerGMIMFinetune_50epochs(Epochs50, nnUNetTrainerGMIMFinetune):
 
 
 class nnUNetTrainerGMIMFinetune_250epochs(Epochs250, nnUNetTrainerGMIMFinetune):
+    pass
+
+
+class nnUNetTrainerGMIMFinetune_fp32(FP32, nnUNetTrainerGMIMFinetune):
+    pass
+
+
+class nnUNetTrainerGMIMFinetune_bf16(BF16, nnUNetTrainerGMIMFinetune):
     pass

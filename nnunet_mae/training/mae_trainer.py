@@ -8,6 +8,7 @@ best checkpoint follows its moving average. nnU-Net's segmentation validation is
 
 from __future__ import annotations
 
+import shlex
 from time import time
 from typing import List
 
@@ -33,7 +34,7 @@ from nnunet_mae.masking.random_masking import random_token_masking
 from nnunet_mae.training.distributed import mean_over_ranks, unwrap_network
 from nnunet_mae.training.pretraining_plots import (exponential_moving_average, plot_pretraining_progress,
                                                    save_reconstruction_png)
-from nnunet_mae.training.schedules import Epochs50, Epochs250, Smoke
+from nnunet_mae.training.schedules import BF16, FP32, Epochs50, Epochs250, Smoke
 from nnunet_mae.training.seeding import epoch_generator, fresh_seed
 from nnunet_mae.training.vit_trainer import nnUNetTrainerViT
 from nnunet_mae.transfer.encoder_transfer import transfer_encoder_weights
@@ -54,7 +55,7 @@ class nnUNetTrainerMAEPretrain(nnUNetTrainerViT):
             raise ValueError(
                 f"{self.__class__.__name__} does not pre-train the cascade stage {configuration!r} (its inputs include "
                 f"the previous stage's segmentation, a label). Pre-train on {parent!r} instead "
-                f"(`nnUNetv2_train {self.plans_manager.dataset_name} {parent} all -tr {self.__class__.__name__}`); "
+                f"(`{shlex.join(['nnUNetv2_train', self.plans_manager.dataset_name, parent, 'all', '-tr', self.__class__.__name__])}`); "
                 f"the fine-tuning trainer on {configuration!r} loads that encoder.")
         self.mask_ratio = 0.75
         self.normalize_targets = False  # raw z-scored voxels as targets (nnssl); True = SelfMedMAE's norm_pix_loss
@@ -66,6 +67,7 @@ class nnUNetTrainerMAEPretrain(nnUNetTrainerViT):
         self._png_batch: torch.Tensor | None = None
         self.mask_generator: torch.Generator | None = None  # re-seeded every epoch (training/seeding.py)
         self._mask_base_seed = fresh_seed()  # drawn per process, used when `seed` is None
+        self._warned_constant = False
 
     @classmethod
     def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
@@ -148,6 +150,26 @@ class nnUNetTrainerMAEPretrain(nnUNetTrainerViT):
         pred, target_tokens, mask = self.mask_and_reconstruct(data, generator)
         return masked_reconstruction_loss(pred, target_tokens, mask, self.normalize_targets)
 
+    def train_step(self, batch: dict) -> dict:
+        self.warn_if_constant(batch)
+        return super().train_step(batch)
+
+    def warn_if_constant(self, batch: dict) -> None:
+        """Constant images (all zeros, a failed conversion) teach nothing: the loss falls to 0. Say so, once."""
+        if self._warned_constant:
+            return
+        data = batch["data"]
+        flat = data.reshape(data.shape[0], -1)
+        constant = (flat.amax(1) == flat.amin(1)).tolist()
+        if any(constant):
+            keys = batch.get("keys")
+            names = [str(keys[i]) if keys is not None else f"batch item {i}" for i, c in enumerate(constant) if c]
+            self.print_to_log_file(
+                f"WARNING: constant pre-training image(s) {', '.join(names)} (every voxel the same value). There is "
+                f"nothing to reconstruct in them and the loss on them is 0. Check those raw images, then run "
+                f"nnUNetv2_plan_and_preprocess again.")
+            self._warned_constant = True
+
     def on_validation_epoch_start(self):
         super().on_validation_epoch_start()
         self._val_step = 0
@@ -176,12 +198,13 @@ class nnUNetTrainerMAEPretrain(nnUNetTrainerViT):
         self.print_to_log_file("val_loss (reconstruction, fixed masks)", np.round(val_losses[-1], 4),
                                "moving average", np.round(ema, 4))
         self.print_to_log_file(f"Epoch time: {np.round(epoch_time, 2)} s")
-        if (self.current_epoch + 1) % self.save_every == 0 and self.current_epoch != self.num_epochs - 1:
-            self.save_checkpoint(join(self.output_folder, "checkpoint_latest.pth"))
         if self._best_ema is None or ema < self._best_ema:  # _best_ema holds the best moving-average val loss
             self._best_ema = ema
             self.print_to_log_file(f"New best moving-average reconstruction loss: {np.round(ema, 4)}")
             self.save_checkpoint(join(self.output_folder, "checkpoint_best.pth"))
+        # after the best: checkpoint_latest then holds the best value that checkpoint_best holds (for --c)
+        if (self.current_epoch + 1) % self.save_every == 0 and self.current_epoch != self.num_epochs - 1:
+            self.save_checkpoint(join(self.output_folder, "checkpoint_latest.pth"))
         if self.local_rank == 0:
             plot_pretraining_progress(self.logger.get_checkpoint(), self.output_folder)
             if self.current_epoch % self.reconstruction_png_every == 0 or self.current_epoch == self.num_epochs - 1:
@@ -227,6 +250,14 @@ class nnUNetTrainerMAEPretrain_50epochs(Epochs50, nnUNetTrainerMAEPretrain):
 
 
 class nnUNetTrainerMAEPretrain_250epochs(Epochs250, nnUNetTrainerMAEPretrain):
+    pass
+
+
+class nnUNetTrainerMAEPretrain_fp32(FP32, nnUNetTrainerMAEPretrain):
+    pass
+
+
+class nnUNetTrainerMAEPretrain_bf16(BF16, nnUNetTrainerMAEPretrain):
     pass
 
 

@@ -1,4 +1,4 @@
-"""Training-length mixins for trainer variants, named the nnU-Net way:
+"""Training-length and precision mixins for trainer variants, named the nnU-Net way:
 `class nnUNetTrainerViT_5epochs(Epochs5, nnUNetTrainerViT): pass`.
 
 Each sets attributes after the trainer's own `__init__` (nnU-Net inspects the `__init__` signature, so it
@@ -46,3 +46,26 @@ class Epochs50(Schedule):
 
 class Epochs250(Schedule):
     num_epochs = 250
+
+
+class ForcedPrecision:
+    """Base mixin of the precision variants: `mixed_precision` set after the trainer's own `__init__`."""
+
+    forced_precision: str
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.mixed_precision = type(self).forced_precision
+
+
+class FP32(ForcedPrecision):
+    """fp32 everywhere, whatever the hardware."""
+
+    forced_precision = "fp32"
+
+
+class BF16(ForcedPrecision):
+    """bf16 autocast, whatever the hardware (slow on CPUs without native bf16)."""
+
+    forced_precision = "bf16"

@@ -5,6 +5,8 @@ from nnunet_mae.training.finetune_trainer import (
     nnUNetTrainerMAEFinetune_5epochs,
     nnUNetTrainerMAEFinetune_50epochs,
     nnUNetTrainerMAEFinetune_250epochs,
+    nnUNetTrainerMAEFinetune_bf16,
+    nnUNetTrainerMAEFinetune_fp32,
     nnUNetTrainerMAEFinetune_smoke,
 )
 from nnunet_mae.training.gmim_trainer import (
@@ -12,16 +14,22 @@ from nnunet_mae.training.gmim_trainer import (
     nnUNetTrainerGMIMFinetune_5epochs,
     nnUNetTrainerGMIMFinetune_50epochs,
     nnUNetTrainerGMIMFinetune_250epochs,
+    nnUNetTrainerGMIMFinetune_bf16,
+    nnUNetTrainerGMIMFinetune_fp32,
     nnUNetTrainerGMIMFinetune_smoke,
     nnUNetTrainerGMIMPretrain,
     nnUNetTrainerGMIMPretrain_50epochs,
     nnUNetTrainerGMIMPretrain_250epochs,
+    nnUNetTrainerGMIMPretrain_bf16,
+    nnUNetTrainerGMIMPretrain_fp32,
     nnUNetTrainerGMIMPretrain_smoke,
 )
 from nnunet_mae.training.mae_trainer import (
     nnUNetTrainerMAEPretrain,
     nnUNetTrainerMAEPretrain_50epochs,
     nnUNetTrainerMAEPretrain_250epochs,
+    nnUNetTrainerMAEPretrain_bf16,
+    nnUNetTrainerMAEPretrain_fp32,
     nnUNetTrainerMAEPretrain_normpix,
     nnUNetTrainerMAEPretrain_smoke,
 )
@@ -31,6 +39,7 @@ from nnunet_mae.training.vit_trainer import (
     nnUNetTrainerViT_50epochs,
     nnUNetTrainerViT_250epochs,
     nnUNetTrainerViT_B,
+    nnUNetTrainerViT_bf16,
     nnUNetTrainerViT_fp32,
     nnUNetTrainerViT_patchdec,
     nnUNetTrainerViT_smoke,

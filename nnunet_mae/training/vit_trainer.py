@@ -3,14 +3,17 @@
 Differences from nnUNetTrainer: ViT network (built from class attributes + plans, so
 `nnUNetv2_predict` rebuilds it), planned patch rounded to a multiple of the token size (saved in
 the results folder's plans.json), AdamW with linear warm-up then poly decay (stepped per iteration),
-gradient clipping at 1, no deep supervision, bf16 autocast on CPU and GPU (`mixed_precision = "fp32"`
-to switch off), atomic checkpoints carrying the `nnunet_mae` transfer metadata.
+gradient clipping at 1, no deep supervision, mixed precision chosen for the hardware (`mixed_precision = "auto"`:
+see training/precision.py; "bf16", "fp16" or "fp32" to force one), atomic checkpoints carrying the `nnunet_mae`
+transfer metadata.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
+import shlex
+import shutil
+from pathlib import Path
 
 import torch
 from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
@@ -21,12 +24,17 @@ from torch import nn
 from nnunet_mae.architectures.presets import vit_preset
 from nnunet_mae.architectures.segmentation import ViTSegmentationNetwork
 from nnunet_mae.architectures.tokens import TOKEN_ORDER, as_spatial_tuple, round_patch_to_tokens, token_grid
+from nnunet_mae.training.clean_exit import install_sigterm_handler
 from nnunet_mae.training.distributed import unwrap_network
 from nnunet_mae.training.lr_schedule import WarmupPolyLRScheduler
 from nnunet_mae.training.param_groups import build_param_groups
-from nnunet_mae.training.schedules import Epochs5, Epochs50, Epochs250, Smoke
+from nnunet_mae.training.precision import Precision, choose_precision
+from nnunet_mae.training.schedules import BF16, FP32, Epochs5, Epochs50, Epochs250, Smoke
+from nnunet_mae.training.run_lock import acquire_run_lock
 from nnunet_mae.training.seeding import seed_everything
-from nnunet_mae.transfer.checkpoint_io import METADATA_KEY, atomic_target
+from nnunet_mae.training.splits import check_split_file, write_default_split
+from nnunet_mae.training.stock_pretrained import route_pretrained_weights_through
+from nnunet_mae.transfer.checkpoint_io import METADATA_KEY, atomic_target, remove_stray_temporaries, safe_torch_load
 
 METADATA_FORMAT_VERSION = 1
 CROSS_VALIDATION_FOLDS = 5  # nnU-Net's default split
@@ -61,9 +69,11 @@ class nnUNetTrainerViT(nnUNetTrainer):
         self.warmup_fraction = 0.05  # of num_epochs (nnssl/Primus: 50 of 1000)
         self.layer_decay: float | None = None
         self.grad_clip = 1.0
-        self.mixed_precision = "bf16"  # or "fp32"
+        self.mixed_precision = "auto"  # or "bf16", "fp16", "fp32" (training/precision.py)
         self.enable_deep_supervision = False
-        self.grad_scaler = None
+        self.grad_scaler = None  # set in initialize() where the precision is fp16
+        self._precision: Precision | None = None
+        self.explicit_pretrained_weights: str | None = None  # set when nnUNetv2_train got -pretrained_weights
         self.seed: int | None = None  # set (e.g. in a subclass) for repeatable runs; see training/seeding.py
         self._epoch_iteration = 0
         self._round_patch_to_tokens()
@@ -107,23 +117,59 @@ class nnUNetTrainerViT(nnUNetTrainer):
                                    f"{self.token_size_for(len(planned))}; saved in plans.json of the results folder.")
 
     def initialize(self):
-        if not self.was_initialized and self.seed is not None:
-            seed_everything(self.seed)  # before the network is built: same seed, same initial weights
+        if not self.was_initialized:
+            self.guard_output_folder()
+            if self.seed is not None:
+                seed_everything(self.seed)  # before the network is built: same seed, same initial weights
+            precision = self.precision()
+            # before load_checkpoint (--c), which restores the scaler's state into an existing scaler
+            self.grad_scaler = torch.amp.GradScaler(self.device.type) if precision.uses_grad_scaler else None
+            self.print_to_log_file(precision.describe())
         super().initialize()
+        route_pretrained_weights_through(self, self.on_stock_pretrained_weights)
+
+    def guard_output_folder(self) -> None:
+        """One run per output folder; SIGTERM exits cleanly; temporary files of killed writes removed."""
+        if self.local_rank != 0:
+            return
+        install_sigterm_handler()
+        _, note = acquire_run_lock(self.output_folder)
+        if note:
+            self.print_to_log_file(note)
+        for path in remove_stray_temporaries(self.output_folder):
+            self.print_to_log_file(f"Removed {path.name}, left by a write that was interrupted.")
+
+    def on_stock_pretrained_weights(self, path: str) -> None:
+        """Called after nnU-Net's `-pretrained_weights` loader has loaded `path` into this trainer's network."""
+        self.explicit_pretrained_weights = path
+        self.print_to_log_file(f"Weights loaded from -pretrained_weights {path} by nnU-Net's strict loader "
+                               f"(every key but .seg_layers.; read first with weights_only=True).")
+
+    def precision(self) -> Precision:
+        """The precision this trainer runs in (resolved once per setting of `mixed_precision`)."""
+        if self._precision is None or self._precision.requested != self.mixed_precision:
+            self._precision = choose_precision(self.mixed_precision, self.device)
+        return self._precision
 
     def do_split(self):
-        """nnU-Net's split, with a clear error where its 5-fold split cannot exist."""
+        """nnU-Net's split, written atomically, with clear errors where it cannot exist or cannot be read."""
         splits_file = os.path.join(self.preprocessed_dataset_folder_base, "splits_final.json")
-        if self.fold != "all" and not os.path.isfile(splits_file):
-            if self.dataset_class is None:
-                self.dataset_class = infer_dataset_class(self.preprocessed_dataset_folder)
-            cases = len(self.dataset_class.get_identifiers(self.preprocessed_dataset_folder))
-            if cases < CROSS_VALIDATION_FOLDS:
-                raise ValueError(
-                    f"{self.plans_manager.dataset_name} has {cases} training case(s); nnU-Net's default "
-                    f"{CROSS_VALIDATION_FOLDS}-fold split needs at least {CROSS_VALIDATION_FOLDS}. Train on fold 'all' "
-                    f"(`nnUNetv2_train {self.plans_manager.dataset_name} {self.configuration_name} all ...`), or write "
-                    f"your own split to {splits_file}.")
+        if self.fold != "all":
+            if os.path.isfile(splits_file):
+                check_split_file(splits_file)
+            else:
+                if self.dataset_class is None:
+                    self.dataset_class = infer_dataset_class(self.preprocessed_dataset_folder)
+                cases = self.dataset_class.get_identifiers(self.preprocessed_dataset_folder)
+                if len(cases) < CROSS_VALIDATION_FOLDS:
+                    command = shlex.join(["nnUNetv2_train", self.plans_manager.dataset_name, self.configuration_name,
+                                          "all", "-tr", self.__class__.__name__])
+                    raise ValueError(
+                        f"{self.plans_manager.dataset_name} has {len(cases)} training case(s); nnU-Net's default "
+                        f"{CROSS_VALIDATION_FOLDS}-fold split needs at least {CROSS_VALIDATION_FOLDS}. Train on fold "
+                        f"'all' (`{command}`), or write your own split to {splits_file}.")
+                self.print_to_log_file("Creating new 5-fold cross-validation split (written atomically)...")
+                write_default_split(splits_file, cases)
         return super().do_split()
 
     def set_deep_supervision_enabled(self, enabled: bool) -> None:
@@ -140,11 +186,7 @@ class nnUNetTrainerViT(nnUNetTrainer):
         return optimizer, scheduler
 
     def autocast(self):
-        if self.mixed_precision == "bf16" and self.device.type in ("cpu", "cuda"):
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        if self.mixed_precision not in ("bf16", "fp32"):
-            raise ValueError(f"mixed_precision={self.mixed_precision!r} must be 'bf16' or 'fp32'.")
-        return contextlib.nullcontext()
+        return self.precision().autocast(self.device.type)
 
     def on_train_epoch_start(self):
         self._epoch_iteration = 0
@@ -163,18 +205,41 @@ class nnUNetTrainerViT(nnUNetTrainer):
         with self.autocast():
             loss = self.compute_loss(data, target)
         if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"Loss is {loss.item()} at epoch {self.current_epoch}, iteration {self._epoch_iteration}. Training "
-                f"stopped; the last good checkpoints in {self.output_folder} are untouched. Lower initial_lr, use "
-                f"mixed_precision = 'fp32', or check the data for NaN/inf values.")
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.grad_clip)
-        self.optimizer.step()
+            raise FloatingPointError(self.non_finite_loss_message(loss, data, batch.get("keys")))
+        if self.grad_scaler is None:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.grad_clip)
+            self.optimizer.step()
+        else:  # fp16: scale the loss, unscale before clipping, skip steps with inf/NaN gradients
+            self.grad_scaler.scale(loss).backward()
+            self.grad_scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.grad_clip)
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
         return {"loss": loss.detach().cpu().numpy()}
 
     def validation_step(self, batch: dict) -> dict:
         with self.autocast():
             return super().validation_step(batch)
+
+    def non_finite_loss_message(self, loss: torch.Tensor, data: torch.Tensor, keys) -> str:
+        """What happened, in which cases, what is still safe on disk, and what to try first."""
+        where = f"Loss is {loss.item()} at epoch {self.current_epoch}, iteration {self._epoch_iteration}"
+        cases = [str(k) for k in keys] if keys is not None else []
+        bad = [cases[i] if i < len(cases) else f"batch item {i}"
+               for i in range(data.shape[0]) if not torch.isfinite(data[i]).all()]
+        saved = sorted(p.name for p in Path(self.output_folder).glob("checkpoint_*.pth"))
+        kept = (f"the checkpoints in {self.output_folder} ({', '.join(saved)}) are untouched" if saved else
+                "no checkpoint had been written yet")
+        if bad:
+            fix = (f"The input of case(s) {', '.join(bad)} contains NaN or inf after preprocessing: check those raw "
+                   f"images (e.g. SimpleITK: numpy.isfinite on the array) and replace or remove them, then run "
+                   f"nnUNetv2_plan_and_preprocess again.")
+        else:
+            fix = (f"The inputs{' (cases ' + ', '.join(cases) + ')' if cases else ''} are finite, so training "
+                   f"diverged: resume from a checkpoint with a lower initial_lr, or use mixed_precision = 'fp32' "
+                   f"(the _fp32 trainer variants).")
+        return f"{where}. Training stopped; {kept}. {fix}"
 
     # ----- checkpoints ----------------------------------------------------------------------------------------
     def transfer_metadata(self) -> dict:
@@ -202,13 +267,51 @@ class nnUNetTrainerViT(nnUNetTrainer):
         return None
 
     def save_checkpoint(self, filename: str) -> None:
-        """nnU-Net's checkpoint plus transfer metadata, written to a temporary file and renamed."""
-        with atomic_target(filename) as tmp:
-            super().save_checkpoint(tmp)
-            if self.local_rank == 0 and not self.disable_checkpointing:
-                checkpoint = torch.load(tmp, map_location="cpu", weights_only=False)
-                checkpoint[METADATA_KEY] = self.transfer_metadata()
-                torch.save(checkpoint, tmp)
+        """nnU-Net's checkpoint plus transfer metadata, written to a temporary file and renamed.
+
+        checkpoint_latest carries the best-so-far value *after* this epoch's update: nnU-Net writes it before it
+        compares the epoch with the best, so a resumed run (--c) would otherwise compare later epochs with a stale
+        best value and could overwrite checkpoint_best with a worse model."""
+        stale_best = self._best_ema
+        if os.path.basename(filename) == "checkpoint_latest.pth":
+            self._best_ema = self.best_value_after_this_epoch()
+        try:
+            with atomic_target(filename) as tmp:
+                super().save_checkpoint(tmp)
+                if self.local_rank == 0 and not self.disable_checkpointing:
+                    checkpoint = safe_torch_load(tmp)
+                    checkpoint[METADATA_KEY] = self.transfer_metadata()
+                    torch.save(checkpoint, tmp)
+        except (OSError, RuntimeError) as e:
+            folder = os.path.dirname(os.path.abspath(filename))
+            free = shutil.disk_usage(folder).free / 2**30 if os.path.isdir(folder) else float("nan")
+            raise OSError(f"Could not write the checkpoint {filename} ({type(e).__name__}: {e}). {free:.2f} GiB are "
+                          f"free on the disk of {folder}: if it is full, free space, then resume with `--c`. The "
+                          f"previous version of {os.path.basename(filename)} is intact.") from e
+        finally:
+            self._best_ema = stale_best
+
+    def load_checkpoint(self, filename_or_checkpoint) -> None:
+        """nnU-Net's load (--c, --val), after the file has passed the weights-only reader; says when --c falls
+        back to checkpoint_best.pth."""
+        if isinstance(filename_or_checkpoint, (str, os.PathLike)):
+            safe_torch_load(filename_or_checkpoint)  # raises UnsafeCheckpointError before nnU-Net's torch.load
+        super().load_checkpoint(filename_or_checkpoint)
+        name = os.path.basename(os.fspath(filename_or_checkpoint)) if isinstance(
+            filename_or_checkpoint, (str, os.PathLike)) else ""
+        if name == "checkpoint_best.pth" and self.current_epoch < self.num_epochs:
+            self.print_to_log_file(
+                f"Loaded checkpoint_best.pth (end of epoch {self.current_epoch - 1}). With --c this means that "
+                f"neither checkpoint_latest.pth nor checkpoint_final.pth exists: training continues from the best "
+                f"epoch, and the epochs after it are trained again.")
+
+    def best_value_after_this_epoch(self):
+        """The best-so-far value once this epoch is compared (nnU-Net: the highest EMA pseudo Dice)."""
+        ema = self.logger.get_value("ema_fg_dice", step=None)
+        if len(ema) < self.current_epoch + 1:
+            return self._best_ema
+        value = ema[self.current_epoch]
+        return value if self._best_ema is None or value > self._best_ema else self._best_ema
 
 
 # ----- variants: attributes only ---------------------------------------------------------------------------------
@@ -228,10 +331,12 @@ class nnUNetTrainerViT_smoke(Smoke, nnUNetTrainerViT):
     pass
 
 
-class nnUNetTrainerViT_fp32(nnUNetTrainerViT):
-    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.mixed_precision = "fp32"
+class nnUNetTrainerViT_fp32(FP32, nnUNetTrainerViT):
+    pass
+
+
+class nnUNetTrainerViT_bf16(BF16, nnUNetTrainerViT):
+    pass
 
 
 class nnUNetTrainerViT_patchdec(nnUNetTrainerViT):

@@ -41,6 +41,9 @@ def _shape(t: torch.Tensor) -> str:
     return "x".join(str(s) for s in t.shape)
 
 
+CHANNELS_WHY = "pre-training channels cannot be adapted"
+
+
 @dataclass
 class TransferReport:
     loaded: list[str] = field(default_factory=list)
@@ -66,11 +69,15 @@ class TransferReport:
         return "\n".join(lines)
 
     def raise_if_incomplete(self, source: str) -> None:
-        if not self.ok:
-            raise TransferError(
-                f"The encoder in {source} does not fit this network.\n{self.format()}\n"
-                f"Pre-train and fine-tune with the same ViT size and token size (trainer attributes vit_preset, "
-                f"token_size), or pre-train again for this configuration.")
+        if self.ok:
+            return
+        channels_only = not self.missing and all(CHANNELS_WHY in why for why in self.incompatible.values())
+        fix = ("The images have another number of input channels than the pre-training's: pre-train on images with "
+               "this dataset's channels (e.g. on this dataset), or on 1-channel images, whose stem is repeated over "
+               "any number of channels." if channels_only else
+               "Pre-train and fine-tune with the same ViT size and token size (trainer attributes vit_preset, "
+               "token_size), or pre-train again for this configuration.")
+        raise TransferError(f"The encoder in {source} does not fit this network.\n{self.format()}\n{fix}")
 
 
 def transfer_encoder_weights(source_state: Mapping[str, torch.Tensor], target: nn.Module, *,
@@ -112,7 +119,7 @@ def transfer_encoder_weights(source_state: Mapping[str, torch.Tensor], target: n
             if key == STEM_WEIGHT_KEY and value.shape[2:] != wanted.shape[2:]:
                 why += " (different token size)"
             elif key == STEM_WEIGHT_KEY and value.shape[1] != wanted.shape[1]:
-                why += (f" ({value.shape[1]} pre-training channels cannot be adapted to {wanted.shape[1]}; only a "
+                why += (f" ({value.shape[1]} {CHANNELS_WHY} to {wanted.shape[1]}; only a "
                         f"1-channel stem is repeated, and a cascade's segmentation channels are added)")
             report.incompatible[key] = why
     if load and new_values:

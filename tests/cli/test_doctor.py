@@ -26,3 +26,27 @@ def test_reports_unregistered_trainer_folder(monkeypatch, capsys):
     checks = {c.name: c for c in doctor.check_trainers()}
     assert not checks["nnUNet_extTrainer"].ok and "pip install -e ." in checks["nnUNet_extTrainer"].fix
     assert not checks["nnU-Net finds the trainers"].ok
+
+
+def _patch_cpu(monkeypatch, amx, avx512_bf16, capability):
+    import torch
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+
+
+def test_reports_cpu_bf16_capability_choice_and_measured_ratio(monkeypatch):
+    _patch_cpu(monkeypatch, False, False, "AVX2")
+    check = {c.name: c for c in doctor.check_device()}["CPU precision"]
+    assert check.ok and "bf16: no native bf16: AVX2" in check.detail
+    assert "choose mixed precision: fp32 (CPU without native bf16: AVX2)" in check.detail
+    assert "conv3d" in check.detail and "matmul" in check.detail
+
+
+def test_warns_when_native_bf16_measures_slower_than_fp32(monkeypatch):
+    _patch_cpu(monkeypatch, True, True, "AVX512")
+    monkeypatch.setattr("nnunet_mae.training.precision.measure_bf16_speedup",
+                        lambda seconds: {"conv3d": 0.5, "matmul": 1.2})
+    check = {c.name: c for c in doctor.check_device()}["CPU precision"]
+    assert not check.ok and "conv3d 0.50x" in check.detail and "_fp32" in check.fix

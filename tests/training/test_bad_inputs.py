@@ -94,11 +94,65 @@ def test_checkpoint_without_package_metadata(tmp_path, monkeypatch):
         finetuner(tmp_path, monkeypatch, path).load_pretrained_encoder()
 
 
-def test_nan_loss_stops_with_advice(tmp_path, monkeypatch):
+def test_nan_input_names_the_case_and_says_no_checkpoint_exists_yet(tmp_path, monkeypatch):
     trainer = tiny_trainer(nnUNetTrainerMAEPretrain, tmp_path, monkeypatch)
     trainer.initialize()
     trainer.on_train_epoch_start()
     data = torch.randn(2, 1, 16, 24, 16)
-    data[0, 0, 0, 0, 0] = float("nan")
-    with pytest.raises(FloatingPointError, match="last good checkpoints .* are untouched"):
-        trainer.train_step({"data": data, "target": None})
+    data[1, 0, 0, 0, 0] = float("inf")
+    with pytest.raises(FloatingPointError) as error:
+        trainer.train_step({"data": data, "target": None, "keys": ["case_a", "case_b"]})
+    message = str(error.value)
+    assert "no checkpoint had been written yet" in message and "untouched" not in message
+    assert "case(s) case_b contains NaN or inf" in message and "case_a" not in message
+
+
+def test_diverging_loss_on_finite_inputs_names_the_checkpoints_kept(tmp_path, monkeypatch):
+    trainer = tiny_trainer(nnUNetTrainerMAEPretrain, tmp_path, monkeypatch)
+    trainer.initialize()
+    trainer.on_train_epoch_start()
+    trainer.save_checkpoint(f"{trainer.output_folder}/checkpoint_latest.pth")
+    monkeypatch.setattr(trainer, "compute_loss", lambda data, target: torch.tensor(float("nan")))
+    with pytest.raises(FloatingPointError) as error:
+        trainer.train_step({"data": torch.randn(2, 1, 16, 24, 16), "target": None, "keys": ["a", "b"]})
+    message = str(error.value)
+    assert "(checkpoint_latest.pth) are untouched" in message and "inputs (cases a, b) are finite" in message
+
+
+def test_constant_pretraining_images_are_reported_once(tmp_path, monkeypatch):
+    trainer = tiny_trainer(nnUNetTrainerMAEPretrain, tmp_path, monkeypatch)
+    trainer.initialize()
+    trainer.on_train_epoch_start()
+    data = torch.randn(2, 1, 16, 24, 16)
+    data[0] = 0.0
+    for _ in range(2):
+        trainer.train_step({"data": data, "target": None, "keys": ["zeros", "fine"]})
+    log = open(trainer.log_file).read()
+    assert log.count("WARNING: constant pre-training image(s) zeros ") == 1 and "fine (every" not in log
+
+
+def test_full_disk_says_what_to_do_and_keeps_the_old_checkpoint(tmp_path, monkeypatch):
+    trainer = tiny_trainer(nnUNetTrainerMAEPretrain, tmp_path, monkeypatch)
+    trainer.initialize()
+    path = f"{trainer.output_folder}/checkpoint_latest.pth"
+    trainer.save_checkpoint(path)
+    before = open(path, "rb").read()
+
+    def full(*args, **kwargs):
+        raise RuntimeError("basic_ios::clear: iostream error")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(OSError, match=r"Could not write the checkpoint .*GiB are free.*resume with `--c`.*intact"):
+        trainer.save_checkpoint(path)
+    assert open(path, "rb").read() == before
+
+
+def test_2d_pretraining_for_3d_finetuning_is_refused_naming_the_configurations(tmp_path, monkeypatch):
+    path = pretrained_file(tmp_path, monkeypatch)
+    checkpoint = torch.load(path, weights_only=False)
+    checkpoint["nnunet_mae"]["network_kwargs"]["input_shape"] = [24, 16]
+    checkpoint["nnunet_mae"]["network_kwargs"]["token_size"] = [8, 8]
+    checkpoint["nnunet_mae"]["configuration"] = "2d"
+    torch.save(checkpoint, path)
+    with pytest.raises(TransferError, match=r"holds a 2D encoder \(pre-trained on configuration '2d'.*needs a 3D one"):
+        finetuner(tmp_path, monkeypatch, path).load_pretrained_encoder()

@@ -32,3 +32,11 @@ def test_trainer_names_are_unique_and_not_in_nnunet():
     folder = os.path.join(nnunetv2.__path__[0], "training", "nnUNetTrainer")
     for name in ("nnUNetTrainerViT", "nnUNetTrainerMAEPretrain", "nnUNetTrainerMAEFinetune"):
         assert recursive_find_python_class(folder, name, "nnunetv2.training.nnUNetTrainer") is None
+
+
+def test_the_hook_is_a_file_of_the_installed_distribution():
+    """pip records the hook, so `pip uninstall nnunet_mae` removes it; doctor looks for it under this name."""
+    from nnunet_mae.nnunet_ext import PTH_NAME
+    from tests.cli.test_main import installed_distribution
+
+    assert PTH_NAME in [str(f) for f in installed_distribution().files]

@@ -1,0 +1,145 @@
+"""Which arithmetic a network runs in on this machine: the one owner of the precision rule.
+
+`mixed_precision = "auto"` (the default of every trainer of the package) resolves to:
+- CUDA: bf16 autocast where the GPU supports bf16 (Ampere and newer), else fp16 autocast with a GradScaler
+  (what nnU-Net itself does on every GPU);
+- CPU: bf16 autocast only where the CPU computes bf16 natively (AMX or AVX512-BF16), else fp32. Without native
+  bf16, PyTorch emulates it and bf16 autocast was measured 8-30x *slower* than fp32 (AMD EPYC, AVX2 only);
+- anything else (e.g. MPS): fp32.
+"bf16", "fp16" and "fp32" are explicit choices and are honoured as given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+from dataclasses import dataclass
+
+import torch
+
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class CPUInfo:
+    """The CPU's model name and what it offers for bf16, as PyTorch sees it."""
+    model: str
+    amx: bool
+    avx512_bf16: bool
+    capability: str  # PyTorch's dispatch level: "AVX2", "AVX512", "DEFAULT", ...
+
+    @property
+    def native_bf16(self) -> bool:
+        return self.amx or self.avx512_bf16
+
+    @property
+    def bf16_support(self) -> str:
+        """Short description, e.g. "AMX", "AVX512-BF16", "no native bf16: AVX2"."""
+        if self.amx:
+            return "AMX"
+        if self.avx512_bf16:
+            return "AVX512-BF16"
+        return f"no native bf16: {self.capability}"
+
+
+def _probe(name: str) -> bool:
+    probe = getattr(torch.cpu, name, None)  # private probes of torch.cpu; absent on some builds
+    try:
+        return bool(probe()) if probe is not None else False
+    except Exception:
+        return False
+
+
+def cpu_model_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def cpu_info() -> CPUInfo:
+    try:
+        capability = torch.backends.cpu.get_cpu_capability()
+    except Exception:
+        capability = "unknown"
+    return CPUInfo(model=cpu_model_name(), amx=_probe("_is_amx_tile_supported"),
+                   avx512_bf16=_probe("_is_avx512_bf16_supported"), capability=capability)
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The resolved choice: what was asked, what is used, and why."""
+    requested: str
+    precision: str  # "bf16", "fp16" or "fp32"
+    reason: str
+
+    @property
+    def uses_grad_scaler(self) -> bool:
+        return self.precision == "fp16"
+
+    def autocast(self, device_type: str):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type, dtype=DTYPES[self.precision])
+
+    def describe(self) -> str:
+        return f"mixed precision: {self.precision} ({self.reason})"
+
+
+def choose_precision(requested: str, device: torch.device | str) -> Precision:
+    """Resolve `requested` ("auto", "bf16", "fp16" or "fp32") for `device`."""
+    if requested not in PRECISIONS:
+        raise ValueError(f"mixed_precision={requested!r} is not one of {', '.join(PRECISIONS)}. Use 'auto' (bf16 where "
+                         f"the hardware computes it natively, fp16 + GradScaler on older GPUs, else fp32).")
+    device_type = torch.device(device).type
+    if requested != "auto":
+        return Precision(requested, requested, "set explicitly")
+    if device_type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return Precision(requested, "bf16", "GPU with bf16 support")
+        return Precision(requested, "fp16", "GPU without bf16 support: fp16 autocast with a GradScaler")
+    if device_type == "cpu":
+        info = cpu_info()
+        if info.native_bf16:
+            return Precision(requested, "bf16", f"CPU with native bf16: {info.bf16_support}")
+        return Precision(requested, "fp32", f"CPU without native bf16: {info.capability}")
+    return Precision(requested, "fp32", f"device type {device_type!r}: fp32")
+
+
+def autocast_for(requested: str, device: torch.device | str):
+    """An autocast context following the rule, for code that runs a network outside a trainer (benchmarks)."""
+    return choose_precision(requested, device).autocast(torch.device(device).type)
+
+
+def measure_bf16_speedup(seconds: float = 1.0) -> dict[str, float]:
+    """fp32 time / bf16-autocast time of a small Conv3d forward+backward and a Linear forward+backward on the CPU,
+    timed interleaved for about `seconds` in all (> 1: bf16 is faster here). A quick look, not a benchmark."""
+    import time
+
+    generator = torch.Generator().manual_seed(0)
+    conv, linear = torch.nn.Conv3d(8, 8, 3, padding=1), torch.nn.Linear(192, 768)
+    work = {"conv3d": (conv, torch.randn(1, 8, 16, 20, 16, generator=generator)),
+            "matmul": (linear, torch.randn(256, 192, generator=generator))}
+    totals = {(name, p): 0.0 for name in work for p in ("fp32", "bf16")}
+
+    def step(module, x, bf16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            module(x).float().sum().backward()
+
+    for name, (module, x) in work.items():  # warm-up: first calls pick kernels
+        step(module, x, False), step(module, x, True)
+    deadline = time.perf_counter() + seconds
+    rounds = 0
+    while time.perf_counter() < deadline or rounds < 2:
+        for (name, p) in totals:
+            module, x = work[name]
+            start = time.perf_counter()
+            step(module, x, p == "bf16")
+            totals[(name, p)] += time.perf_counter() - start
+        rounds += 1
+    return {name: totals[(name, "fp32")] / totals[(name, "bf16")] for name in work}

@@ -1,0 +1,49 @@
+"""checkpoint_latest holds the best-so-far value that checkpoint_best holds, so --c compares with the true best."""
+
+import time
+
+import pytest
+
+from nnunet_mae.training.trainers import nnUNetTrainerMAEPretrain, nnUNetTrainerViT
+from nnunet_mae.transfer.checkpoint_io import safe_torch_load
+from tests.training.tiny_trainer import tiny_trainer
+
+
+def _log_epoch(trainer, epoch, dice=None, val_loss=1.0):
+    log = trainer.logger.log
+    log("epoch_start_timestamps", time.time(), epoch)
+    log("lrs", 1e-4, epoch)
+    log("train_losses", 1.0, epoch)
+    log("val_losses", val_loss, epoch)
+    if dice is not None:  # segmentation trainers; logging mean_fg_dice also logs its EMA (ema_fg_dice)
+        log("dice_per_class_or_region", [dice, dice], epoch)
+        log("mean_fg_dice", dice, epoch)
+
+
+@pytest.mark.parametrize("trainer_class, values", [(nnUNetTrainerViT, {"dice": 0.7}),
+                                                   (nnUNetTrainerMAEPretrain, {"val_loss": 0.4})])
+def test_latest_and_best_agree_on_the_best_value_in_a_new_best_epoch(trainer_class, values, tmp_path, monkeypatch):
+    trainer = tiny_trainer(trainer_class, tmp_path, monkeypatch, fold=0)
+    trainer.initialize()
+    trainer.save_every, trainer.num_epochs = 1, 10
+    _log_epoch(trainer, 0, **values)
+    trainer.on_epoch_end()  # epoch 0: always a new best; nnU-Net writes latest first, then best
+    latest = safe_torch_load(f"{trainer.output_folder}/checkpoint_latest.pth")
+    best = safe_torch_load(f"{trainer.output_folder}/checkpoint_best.pth")
+    assert best["_best_ema"] is not None
+    assert latest["_best_ema"] == best["_best_ema"] == trainer._best_ema
+    assert latest["current_epoch"] == best["current_epoch"] == 1
+
+
+def test_latest_keeps_the_earlier_best_when_the_epoch_is_worse(tmp_path, monkeypatch):
+    trainer = tiny_trainer(nnUNetTrainerViT, tmp_path, monkeypatch, fold=0)
+    trainer.initialize()
+    trainer.save_every, trainer.num_epochs = 1, 10
+    _log_epoch(trainer, 0, dice=0.8)
+    trainer.on_epoch_end()
+    _log_epoch(trainer, 1, dice=0.0)  # the EMA drops: no new best
+    trainer.on_epoch_end()
+    latest = safe_torch_load(f"{trainer.output_folder}/checkpoint_latest.pth")
+    best = safe_torch_load(f"{trainer.output_folder}/checkpoint_best.pth")
+    assert latest["current_epoch"] == 2 and best["current_epoch"] == 1
+    assert latest["_best_ema"] == best["_best_ema"] == pytest.approx(0.8)
