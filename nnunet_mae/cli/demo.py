@@ -1,9 +1,10 @@
 """`nnunet_mae demo`: the whole idea in one command, with no data and no set-up.
 
-Writes a small synthetic 3D dataset, then drives nnU-Net's own command line in subprocesses:
-plan and preprocess -> MAE pre-training (fold all) -> fine-tuning from the pre-trained encoder and
-training from scratch at the same budget (fold 0) -> prediction of the test images -> evaluation
-against the test labels. Prints a Dice table, writes `demo_summary.png` and `commands.sh` (the
+Writes a small synthetic 3D dataset with few labelled cases and a pool of unlabeled images, then drives
+nnU-Net's own command line in subprocesses: plan and preprocess -> `nnunet_mae add_unlabeled` (the pool,
+preprocessed with the dataset's plans) -> MAE pre-training (fold all: labelled + unlabeled images) ->
+fine-tuning from the pre-trained encoder and training from scratch at the same budget (fold 0, the few
+labelled cases) -> prediction of the test images -> evaluation against the test labels. Prints a Dice table, writes `demo_summary.png` and `commands.sh` (the
 commands it ran, to repeat on your own data).
 
 The small, short-running trainer variants it uses (`*_demo`) are written into `<out>/trainers/` and
@@ -16,6 +17,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,7 +37,8 @@ LOG_TAIL_LINES = 40
 @dataclass(frozen=True)
 class Budget:
     """Dataset size, network size and training length of one `--budget`."""
-    num_cases: int
+    num_cases: int  # labelled
+    num_unlabeled: int
     num_test_cases: int
     shape: tuple[int, int, int]
     difficulty: float
@@ -50,18 +53,28 @@ class Budget:
 
 BUDGETS: dict[str, Budget] = {
     # the test's budget: checks that every stage runs, 2-3 minutes on 2 CPU cores; the Dice means nothing
-    "tiny": Budget(num_cases=10, num_test_cases=2, shape=(24, 32, 24), difficulty=0.5,
+    "tiny": Budget(num_cases=10, num_unlabeled=4, num_test_cases=2, shape=(24, 32, 24), difficulty=0.5,
                    vit={"embed_dim": 48, "depth": 4, "num_heads": 4},
                    mae_decoder={"mae_decoder_dim": 32, "mae_decoder_depth": 1, "mae_decoder_heads": 4},
                    pretrain_epochs=2, pretrain_iterations=4, finetune_epochs=2, finetune_iterations=3,
                    val_iterations=2),
-    # under 10 minutes on 2 CPU cores; pre-training gets about 3x the iterations of each fine-tuning run
-    "default": Budget(num_cases=24, num_test_cases=4, shape=(32, 40, 32), difficulty=0.6,
+    # under 10 minutes on 2 CPU cores; pre-training gets about 5x the iterations of each fine-tuning run
+    "default": Budget(num_cases=8, num_unlabeled=60, num_test_cases=8, shape=(32, 40, 32), difficulty=0.6,
                       vit={"embed_dim": 128, "depth": 6, "num_heads": 4},
                       mae_decoder={"mae_decoder_dim": 64, "mae_decoder_depth": 2, "mae_decoder_heads": 4},
-                      pretrain_epochs=12, pretrain_iterations=40, finetune_epochs=6, finetune_iterations=25,
+                      pretrain_epochs=20, pretrain_iterations=40, finetune_epochs=6, finetune_iterations=25,
                       val_iterations=4),
+    # the same data, 3x the pre-training and 2x the fine-tuning: about 15 minutes on 2 CPU cores
+    "long": Budget(num_cases=8, num_unlabeled=60, num_test_cases=8, shape=(32, 40, 32), difficulty=0.6,
+                   vit={"embed_dim": 128, "depth": 6, "num_heads": 4},
+                   mae_decoder={"mae_decoder_dim": 64, "mae_decoder_depth": 2, "mae_decoder_heads": 4},
+                   pretrain_epochs=60, pretrain_iterations=40, finetune_epochs=12, finetune_iterations=25,
+                   val_iterations=4),
 }
+
+# Gains (pre-trained minus scratch, mean Dice on the test cases) measured with `nnunet_mae demo --seed S`; the
+# tables are in documentation/benchmarks.md. Filled in from those runs, printed next to each run's own gain.
+MEASURED_GAINS: dict[str, dict] = {}
 
 TRAINERS_TEMPLATE = '''"""Trainer variants of `nnunet_mae demo` (budget {budget!r}), written by nnunet_mae.cli.demo.
 
@@ -84,6 +97,7 @@ class _DemoViT:
 class _DemoSegmentationBudget(_DemoViT):
     def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
+        self.seed = {seed}
         self.num_epochs = {finetune_epochs}
         self.num_iterations_per_epoch = {finetune_iterations}
         self.num_val_iterations_per_epoch = {val_iterations}
@@ -97,6 +111,7 @@ class {pretrain}(_DemoViT, nnUNetTrainerMAEPretrain):
 
     def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
+        self.seed = {seed}
         self.num_epochs = {pretrain_epochs}
         self.num_iterations_per_epoch = {pretrain_iterations}
         self.num_val_iterations_per_epoch = {val_iterations}
@@ -112,12 +127,12 @@ class {scratch}(_DemoSegmentationBudget, nnUNetTrainerViT):
 '''
 
 
-def write_trainer_module(folder: Path, budget_name: str) -> Path:
+def write_trainer_module(folder: Path, budget_name: str, seed: int = 0) -> Path:
     b = BUDGETS[budget_name]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / TRAINER_MODULE
     path.write_text(TRAINERS_TEMPLATE.format(
-        budget=budget_name, vit=dict(b.vit), pretrain=PRETRAIN, finetune=FINETUNE, scratch=SCRATCH,
+        budget=budget_name, seed=seed, vit=dict(b.vit), pretrain=PRETRAIN, finetune=FINETUNE, scratch=SCRATCH,
         pretrain_epochs=b.pretrain_epochs, pretrain_iterations=b.pretrain_iterations,
         finetune_epochs=b.finetune_epochs, finetune_iterations=b.finetune_iterations,
         val_iterations=b.val_iterations, **b.mae_decoder))
@@ -295,18 +310,43 @@ def format_table(dice: dict[str, dict[str, float]], times: dict[str, float]) -> 
     lines += ["", "Time per stage:"]
     lines += [f"  {title:<{width}}{_minutes(seconds):>7}" for title, seconds in times.items()]
     lines.append(f"  {'total':<{width}}{_minutes(sum(times.values())):>7}")
-    lines += ["", "A few test cases and minutes of training: differences of a few Dice points between the rows are "
-                  "run-to-run noise, not a benchmark."]
     return "\n".join(lines)
 
 
-def run_demo(out: Path, budget_name: str) -> int:
+def gain_line(dice: dict[str, dict[str, float]], budget_name: str) -> str:
+    """This run's gain of pre-training, next to the gain measured over several seeds (documentation)."""
+    gain = dice["MAE pre-trained"]["mean"] - dice["from scratch"]["mean"]
+    line = f"This run: MAE pre-trained - from scratch = {gain:+.3f} mean Dice."
+    measured = MEASURED_GAINS.get(budget_name)
+    if measured:
+        gains = measured["gains"]
+        line += (f" Measured with seeds {', '.join(map(str, measured['seeds']))} on {measured['machine']}: "
+                 f"{', '.join(f'{g:+.3f}' for g in gains)} (mean {sum(gains) / len(gains):+.3f}, spread "
+                 f"{max(gains) - min(gains):.3f}; documentation/benchmarks.md).")
+    return line
+
+
+def write_unlabeled_pool(out: Path, b: Budget) -> Path:
+    """Images without labels (same kind of anatomy, other cases), named unlabeled_XXX_0000.nii.gz."""
+    from nnunet_mae.data.synthetic import write_synthetic_dataset
+
+    pool = write_synthetic_dataset(out / "unlabeled_source", dataset_id=DATASET_ID + 1, name="Pool",
+                                   num_cases=b.num_unlabeled, shape=b.shape, difficulty=b.difficulty, seed=1)
+    images = out / "unlabeled_images"
+    images.mkdir(exist_ok=True)
+    for f in (pool / "imagesTr").glob("case_*"):
+        f.rename(images / f.name.replace("case_", "unlabeled_"))
+    shutil.rmtree(out / "unlabeled_source")
+    return images
+
+
+def run_demo(out: Path, budget_name: str, seed: int = 0) -> int:
     b = BUDGETS[budget_name]
     trainers = out / "trainers"
     device = _device()
     settings = subprocess_environment(out, trainers, device)
     env = dict(os.environ, PYTHONUNBUFFERED="1", **settings)
-    demo = Demo(out=out, env=env, num_stages=10)
+    demo = Demo(out=out, env=env, num_stages=11)
     train_env = {} if device == "cuda" else {"nnUNet_n_proc_DA": "0"}  # augmentation in the main process on a CPU
     raw = out / "nnUNet_raw" / DATASET
     preds = {"MAE pre-trained": out / "predictions" / "pretrained", "from scratch": out / "predictions" / "scratch"}
@@ -315,17 +355,18 @@ def run_demo(out: Path, budget_name: str) -> int:
 
     precision = choose_precision("auto", device)  # what the trainers will choose; each logs it at its start
     hardware = torch_device_name(device)
-    print(f"nnunet_mae demo (budget {budget_name!r}, device {device}: {hardware}) in {out}\n"
+    print(f"nnunet_mae demo (budget {budget_name!r}, seed {seed}, device {device}: {hardware}) in {out}\n"
           f"The trainers run in {precision.describe()}.\n"
           f"Each stage writes its output to {out / 'logs'} (follow one with tail -f).")
 
-    started = demo.begin(f"write a synthetic dataset: {b.num_cases} training + {b.num_test_cases} test cases "
-                         f"of shape {b.shape}")
+    started = demo.begin(f"write a synthetic dataset: {b.num_cases} labelled training cases, {b.num_unlabeled} "
+                         f"images without labels, {b.num_test_cases} test cases, shape {b.shape}")
     from nnunet_mae.data.synthetic import write_synthetic_dataset
 
     write_synthetic_dataset(out / "nnUNet_raw", dataset_id=DATASET_ID, name=DATASET_NAME, num_cases=b.num_cases,
                             shape=b.shape, num_test_cases=b.num_test_cases, difficulty=b.difficulty, seed=0)
-    write_trainer_module(trainers, budget_name)
+    unlabeled = write_unlabeled_pool(out, b)
+    write_trainer_module(trainers, budget_name, seed)
     for sub in ("nnUNet_preprocessed", "nnUNet_results"):
         (out / sub).mkdir(exist_ok=True)
     demo.end("dataset", started)
@@ -337,7 +378,11 @@ def run_demo(out: Path, budget_name: str) -> int:
     demo.run("plan and preprocess", "plan_and_preprocess",
              ["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", CONFIGURATION, "-np", n_proc,
               "-npfp", n_proc, "--verify_dataset_integrity"])
-    demo.run(f"MAE pre-training, fold all ({b.pretrain_epochs} epochs x {b.pretrain_iterations} iterations)",
+    demo.run(f"add the {b.num_unlabeled} unlabeled images to the pre-training (preprocessed with the dataset's plans)",
+             "add_unlabeled", ["nnunet_mae", "add_unlabeled", "-d", str(DATASET_ID), "-i", str(unlabeled), "-c",
+                               CONFIGURATION, "-np", n_proc])
+    demo.run(f"MAE pre-training on labelled + unlabeled images, fold all ({b.pretrain_epochs} epochs x "
+             f"{b.pretrain_iterations} iterations)",
              "pretrain", train + ["all", "-tr", PRETRAIN, "-device", device], train_env)
     demo.run(f"fine-tuning from the pre-trained encoder, fold 0 ({b.finetune_epochs} x {b.finetune_iterations})",
              "finetune", train + ["0", "-tr", FINETUNE, "-device", device], train_env)
@@ -369,11 +414,13 @@ def run_demo(out: Path, budget_name: str) -> int:
                       "# nnUNetTrainerMAEPretrain, nnUNetTrainerMAEFinetune and nnUNetTrainerViT.\nset -e\n"
                       + "".join(f"export {k}={shlex.quote(v)}\n" for k, v in settings.items())
                       + "\n".join(demo.commands) + "\n")
-    (out / "demo_results.json").write_text(json.dumps({"budget": budget_name, "device": device, "hardware": hardware,
+    (out / "demo_results.json").write_text(json.dumps({"budget": budget_name, "seed": seed, "device": device,
+                                                       "hardware": hardware,
                                                        "precision": precision.describe(), "dice": dice,
                                                        "seconds": demo.times}, indent=2))
 
     print("\n" + format_table(dice, demo.times))
+    print("\n" + gain_line(dice, budget_name))
     print(f"\nWhere everything is (in {out}):\n"
           f"  dataset       {raw}\n"
           f"  logs          {out / 'logs'}\n"
@@ -395,9 +442,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="an empty or new folder for everything the demo writes (default: a new temporary folder, "
                              "kept afterwards)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="training seed (weights, masks, augmentation); the dataset is the same for every seed")
     parser.add_argument("--budget", choices=sorted(BUDGETS), default="default",
-                        help="default: under 10 minutes on 2 CPU cores; tiny: a quick check that every stage runs "
-                             "(about 3 minutes; the Dice means nothing)")
+                        help="default: under 10 minutes on 2 CPU cores; long: 3x the pre-training, 2x the "
+                             "fine-tuning (about 15 minutes); tiny: a quick check that every stage runs (about 3 "
+                             "minutes; the Dice means nothing)")
     args = parser.parse_args(argv)
     if args.out is None:
         out = Path(tempfile.mkdtemp(prefix="nnunet_mae_demo_"))
@@ -409,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         out.mkdir(parents=True, exist_ok=True)
     try:
-        return run_demo(out, args.budget)
+        return run_demo(out, args.budget, args.seed)
     except StageFailed as e:
         print(f"\n{e}", file=sys.stderr)
         return 1

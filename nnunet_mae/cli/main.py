@@ -9,6 +9,8 @@ import sys
 from nnunet_mae import __version__
 
 COMMANDS = {
+    "add_unlabeled": ("nnunet_mae.cli.add_unlabeled", "add images without labels to a dataset's pre-training, "
+                                                     "preprocessed with its plans"),
     "demo": ("nnunet_mae.cli.demo", "MAE pre-training vs from scratch on synthetic data, in minutes, no set-up"),
     "doctor": ("nnunet_mae.cli.doctor", "check the installation and nnU-Net's set-up, with fixes"),
 }

@@ -25,7 +25,6 @@ from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from torch import nn
 
 from nnunet_mae.architectures.gmim import GMIMPretrainingNetwork, remask_block_indices
-from nnunet_mae.architectures.presets import vit_preset
 from nnunet_mae.architectures.tokens import patchify
 from nnunet_mae.losses.cross_correlation import cross_correlation_loss
 from nnunet_mae.losses.reconstruction import masked_reconstruction_loss
@@ -105,7 +104,7 @@ class nnUNetTrainerGMIMPretrain(nnUNetTrainerMAEPretrain):
         return hierarchical_ratios(self.grid_base_ratio * self.hierarchical_decay, self.remask_levels)
 
     def masking_metadata(self) -> dict:
-        depth = vit_preset(self.vit_preset)["depth"]
+        depth = self.vit_dimensions()["depth"]  # what the network is built with (subclasses may override it)
         return {"type": "gmim", "base_ratio": self.grid_base_ratio, "spread": self.grid_spread,
                 "hierarchical_probability": self.hierarchical_probability,
                 "hierarchical_ratios": self.remask_ratios(),

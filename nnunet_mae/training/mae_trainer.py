@@ -9,6 +9,7 @@ best checkpoint follows its moving average. nnU-Net's segmentation validation is
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 from time import time
 from typing import List
 
@@ -29,6 +30,8 @@ from torch import nn
 
 from nnunet_mae.architectures.mae import MAEPretrainingNetwork
 from nnunet_mae.architectures.tokens import patchify, unpatchify
+from nnunet_mae.data.case_view import case_view
+from nnunet_mae.data.unlabeled import unlabeled_folder, unlabeled_identifiers
 from nnunet_mae.losses.reconstruction import masked_reconstruction_loss
 from nnunet_mae.masking.random_masking import random_token_masking
 from nnunet_mae.training.distributed import mean_over_ranks, unwrap_network
@@ -106,6 +109,24 @@ class nnUNetTrainerMAEPretrain(nnUNetTrainerViT):
             transforms.append(MoveSegAsOneHotToDataTransform(source_channel_idx=1, all_labels=foreground_labels,
                                                              remove_channel_from_source=True))
         return ComposeTransforms(transforms)
+
+    # ----- data: the labelled training cases plus the unlabeled ones (nnunet_mae add_unlabeled) -----------------
+    def get_tr_and_val_datasets(self):
+        """nnU-Net's training and validation cases; training also gets the unlabeled cases of this configuration.
+        Validation (the reconstruction loss with fixed masks) stays on nnU-Net's fixed set of labelled cases."""
+        dataset_tr, dataset_val = super().get_tr_and_val_datasets()
+        folder = unlabeled_folder(self.preprocessed_dataset_folder_base, self.configuration_manager.data_identifier)
+        extra = unlabeled_identifiers(folder)
+        self.print_to_log_file(
+            f"Pre-training cases: {len(dataset_tr.identifiers)} labelled training case(s) + {len(extra)} unlabeled "
+            f"case(s){f' from {folder}' if extra else ''}; validation: {len(dataset_val.identifiers)} labelled "
+            f"case(s), the same every epoch.")
+        if not extra:
+            return dataset_tr, dataset_val
+        sources = {i: Path(self.preprocessed_dataset_folder) for i in dataset_tr.identifiers}
+        sources.update({i: folder for i in extra})
+        view = case_view(Path(self.output_folder) / "pretraining_cases", sources)
+        return self.dataset_class(str(view), identifiers=sorted(sources)), dataset_val
 
     # ----- the start: the encoder must fit the fine-tuning network -----------------------------------------------
     def on_train_start(self):

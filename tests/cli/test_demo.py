@@ -17,9 +17,13 @@ def test_tiny_demo_runs_every_stage_and_reports(tmp_path, capsys):
     assert rows == {"from scratch", "MAE pre-trained"}
     assert (tmp_path / "demo_summary.png").stat().st_size > 0
     logs = sorted(p.name for p in (tmp_path / "logs").glob("*.log"))
-    assert len(logs) == 8 and logs[0] == "02_plan_and_preprocess.log"
+    assert len(logs) == 9 and logs[0] == "02_plan_and_preprocess.log" and logs[1] == "03_add_unlabeled.log"
+    pretrain_log = (tmp_path / "logs" / "04_pretrain.log").read_text()
+    budget = demo.BUDGETS["tiny"]
+    assert f"+ {budget.num_unlabeled} unlabeled case(s)" in pretrain_log
     commands = (tmp_path / "commands.sh").read_text()
     assert "nnUNetv2_train 990 3d_fullres all -tr nnUNetTrainerMAEPretrain_demo" in commands
+    assert "This run: MAE pre-trained - from scratch = " in out
     results = json.loads((tmp_path / "demo_results.json").read_text())
     assert all(0.0 <= results["dice"][row]["mean"] <= 1.0 for row in ("from scratch", "MAE pre-trained"))
 

@@ -90,6 +90,23 @@ def test_masks_grid_then_cumulative_remasks(trainer):
         previous = m
 
 
+class _DepthFour(nnUNetTrainerGMIMPretrain):
+    """A custom size through vit_dimensions(), as the demo and the tests build small networks."""
+
+    @classmethod
+    def vit_dimensions(cls):
+        return {"embed_dim": 48, "depth": 4, "num_heads": 4}
+
+
+def test_metadata_names_the_blocks_the_masks_are_applied_after(tmp_path, monkeypatch):
+    t = tiny_trainer(_DepthFour, tmp_path, monkeypatch)
+    t.initialize()
+    assert len(t.network.encoder.blocks) == 4
+    _, remasks = t.gmim_masks(tiny_images(), torch.Generator().manual_seed(1))
+    applied = [block for block, _ in remasks]
+    assert t.masking_metadata()["remask_after_blocks"] == applied == [0, 1, 2]
+
+
 def test_training_loss_adds_the_siamese_term_and_reaches_every_trainable_parameter(trainer):
     trainer.network.train()
     data = tiny_images()

@@ -26,13 +26,15 @@ def test_nnunet_finds_each_trainer_by_name(name, monkeypatch):
 
 
 def test_trainer_names_are_unique_and_not_in_nnunet():
+    """nnU-Net takes the first class whose name matches: every exported name must be new to nnU-Net."""
     import nnunetv2
     from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
 
+    assert len(set(trainers.__all__)) == len(trainers.__all__)
     folder = os.path.join(nnunetv2.__path__[0], "training", "nnUNetTrainer")
-    for name in ("nnUNetTrainerViT", "nnUNetTrainerMAEPretrain", "nnUNetTrainerMAEFinetune"):
-        assert recursive_find_python_class(folder, name, "nnunetv2.training.nnUNetTrainer") is None
-
+    clashes = [name for name in trainers.__all__
+               if recursive_find_python_class(folder, name, "nnunetv2.training.nnUNetTrainer") is not None]
+    assert not clashes
 
 def test_the_hook_is_a_file_of_the_installed_distribution():
     """pip records the hook, so `pip uninstall nnunet_mae` removes it; doctor looks for it under this name."""
