@@ -36,13 +36,13 @@ ENVIRONMENTS = {  # name: what the user already has
 }
 SMOKE = r'''
 set -euo pipefail
-export nnUNet_raw="$W/raw" nnUNet_preprocessed="$W/pre" nnUNet_results="$W/res" nnUNet_def_n_proc=1 nnUNet_n_proc_DA=0
+export nnUNet_raw="$W/raw" nnUNet_preprocessed="$W/pre" nnUNet_results="$W/res" nnUNet_def_n_proc=1
 export OMP_WAIT_POLICY=PASSIVE
 mkdir -p "$nnUNet_raw" "$nnUNet_preprocessed" "$nnUNet_results"
 python -c "from nnunet_mae.data import write_synthetic_dataset as w; from pathlib import Path; w(Path('$W/raw'), dataset_id=991, num_cases=6, shape=(24, 32, 24), num_test_cases=1, seed=1)"
 nnUNetv2_plan_and_preprocess -d 991 -c 3d_fullres -np 1
-nnUNetv2_train 991 3d_fullres all -tr nnUNetTrainerMAEPretrain_smoke -device cpu
-nnUNetv2_train 991 3d_fullres 0 -tr nnUNetTrainerMAEFinetune_smoke -device cpu
+nnUNet_n_proc_DA=0 nnUNetv2_train 991 3d_fullres all -tr nnUNetTrainerMAEPretrain_smoke -device cpu
+nnUNet_n_proc_DA=0 nnUNetv2_train 991 3d_fullres 0 -tr nnUNetTrainerMAEFinetune_smoke -device cpu
 nnUNetv2_predict -i "$W/raw/Dataset991_Synthetic/imagesTs" -o "$W/pred" -d 991 -c 3d_fullres -tr nnUNetTrainerMAEFinetune_smoke -f 0 -device cpu -npp 0 -nps 0 --disable_progress_bar
 ls "$W/pred"/*.nii.gz
 '''
@@ -92,7 +92,7 @@ def check_environment(name: str, torch_specs: list[str], wheel: Path, work: Path
     tests = folder / "tests_copy"
     shutil.copytree(REPO / "tests", tests / "tests", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "pyproject.toml", tests / "pyproject.toml")
-    steps["fast tests"] = sh([python, "-m", "pytest", "-q", "-x", "-m", "not slow", "-p", "no:cacheprovider"], log,
+    steps["fast tests"] = sh([python, "-m", "pytest", "-q", "-m", "not slow", "-p", "no:cacheprovider"], log,
                              cwd=tests, env=dict(os.environ, PATH=bin_path))
     steps["CLI smoke chain"] = sh(SMOKE, log, env=dict(os.environ, W=str(folder / "smoke"), PATH=bin_path))
     site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],

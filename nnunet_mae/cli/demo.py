@@ -43,6 +43,7 @@ class Budget:
     shape: tuple[int, int, int]
     difficulty: float
     vit: dict  # embed_dim, depth, num_heads
+    decoder: str  # "unetr" or "patch" (nnUNetTrainerViT.decoder)
     mae_decoder: dict  # mae_decoder_dim, mae_decoder_depth, mae_decoder_heads
     pretrain_epochs: int
     pretrain_iterations: int
@@ -54,19 +55,19 @@ class Budget:
 BUDGETS: dict[str, Budget] = {
     # the test's budget: checks that every stage runs, 2-3 minutes on 2 CPU cores; the Dice means nothing
     "tiny": Budget(num_cases=10, num_unlabeled=4, num_test_cases=2, shape=(24, 32, 24), difficulty=0.5,
-                   vit={"embed_dim": 48, "depth": 4, "num_heads": 4},
+                   vit={"embed_dim": 48, "depth": 4, "num_heads": 4}, decoder="unetr",
                    mae_decoder={"mae_decoder_dim": 32, "mae_decoder_depth": 1, "mae_decoder_heads": 4},
                    pretrain_epochs=2, pretrain_iterations=4, finetune_epochs=2, finetune_iterations=3,
                    val_iterations=2),
     # under 10 minutes on 2 CPU cores; pre-training gets about 5x the iterations of each fine-tuning run
     "default": Budget(num_cases=8, num_unlabeled=60, num_test_cases=8, shape=(32, 40, 32), difficulty=0.6,
-                      vit={"embed_dim": 128, "depth": 6, "num_heads": 4},
+                      vit={"embed_dim": 128, "depth": 6, "num_heads": 4}, decoder="patch",
                       mae_decoder={"mae_decoder_dim": 64, "mae_decoder_depth": 2, "mae_decoder_heads": 4},
                       pretrain_epochs=20, pretrain_iterations=40, finetune_epochs=6, finetune_iterations=25,
                       val_iterations=4),
     # the same data, 3x the pre-training and 2x the fine-tuning: about 15 minutes on 2 CPU cores
     "long": Budget(num_cases=8, num_unlabeled=60, num_test_cases=8, shape=(32, 40, 32), difficulty=0.6,
-                   vit={"embed_dim": 128, "depth": 6, "num_heads": 4},
+                   vit={"embed_dim": 128, "depth": 6, "num_heads": 4}, decoder="patch",
                    mae_decoder={"mae_decoder_dim": 64, "mae_decoder_depth": 2, "mae_decoder_heads": 4},
                    pretrain_epochs=60, pretrain_iterations=40, finetune_epochs=12, finetune_iterations=25,
                    val_iterations=4),
@@ -89,6 +90,8 @@ from nnunet_mae.training.trainers import nnUNetTrainerMAEFinetune, nnUNetTrainer
 
 
 class _DemoViT:
+    decoder = {decoder!r}
+
     @classmethod
     def vit_dimensions(cls):
         return {vit!r}
@@ -132,7 +135,8 @@ def write_trainer_module(folder: Path, budget_name: str, seed: int = 0) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / TRAINER_MODULE
     path.write_text(TRAINERS_TEMPLATE.format(
-        budget=budget_name, seed=seed, vit=dict(b.vit), pretrain=PRETRAIN, finetune=FINETUNE, scratch=SCRATCH,
+        budget=budget_name, seed=seed, vit=dict(b.vit), decoder=b.decoder, pretrain=PRETRAIN, finetune=FINETUNE,
+        scratch=SCRATCH,
         pretrain_epochs=b.pretrain_epochs, pretrain_iterations=b.pretrain_iterations,
         finetune_epochs=b.finetune_epochs, finetune_iterations=b.finetune_iterations,
         val_iterations=b.val_iterations, **b.mae_decoder))

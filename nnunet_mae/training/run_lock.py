@@ -90,6 +90,7 @@ def _message(folder: Path, path: Path, holder: dict, other_host: bool = False) -
         fix = (f"This host cannot tell whether that run is still going. If it is not, delete {shlex.quote(str(path))} "
                f"and start again.")
     else:
-        fix = (f"Wait for it to finish, stop it, or train another fold/trainer. Checkpoints, logs and validation "
-               f"results of two runs in one folder would mix.")
+        fix = (f"Wait for it to finish, stop it, or train another fold/trainer: checkpoints, logs and validation "
+               f"results of two runs in one folder would mix. (If pid {holder.get('pid')} is not a training run, "
+               f"delete {shlex.quote(str(path))}.)")
     return f"Another run is already training in {folder} ({who}). {fix}"

@@ -46,10 +46,10 @@ def safe_torch_load(path: str | os.PathLike, map_location: str | torch.device = 
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights_only" not in str(e).lower():
-            raise
-        blocked = re.search(r"GLOBAL ([\w.]+)", str(e))
-        blocked = f"the object {blocked.group(1)}" if blocked else "an object of another type"
+        blocked = re.search(r"GLOBAL ([\w.]+)", str(e))  # torch's words for a type outside the allow-list
+        if blocked is None:
+            raise  # not a pickle of unknown objects: corrupt or foreign, reported as such by the callers
+        blocked = f"the object {blocked.group(1)}"
         raise UnsafeCheckpointError(
             f"Refused to load {path}: it holds {blocked}, which loading could use to run code (a pickle). "
             f"nnunet_mae loads only tensors, plain Python values and numpy scalars. If you trust the file (you or a "
