@@ -68,6 +68,8 @@ setup(
     install_requires=[
         "torch>=2.5",
         "nnunetv2>=2.8.1",
+        "dynamic-network-architectures>=0.4.4",  # PrimusV3 (architectures/primus_mae.py)
+        "timm>=1.0",  # apply_keep_indices_nlc (rotary embedding of kept tokens)
         "batchgenerators>=0.25.1",
         "batchgeneratorsv2>=0.3",
         "SimpleITK>=2.2",
