@@ -47,3 +47,21 @@ def test_latest_keeps_the_earlier_best_when_the_epoch_is_worse(tmp_path, monkeyp
     best = safe_torch_load(f"{trainer.output_folder}/checkpoint_best.pth")
     assert latest["current_epoch"] == 2 and best["current_epoch"] == 1
     assert latest["_best_ema"] == best["_best_ema"] == pytest.approx(0.8)
+
+
+def test_resuming_from_checkpoint_best_says_so(tmp_path, monkeypatch):
+    """nnU-Net's --c falls back to checkpoint_best.pth when neither latest nor final exists: the log says so."""
+    trainer = tiny_trainer(nnUNetTrainerViT, tmp_path / "a", monkeypatch, fold=0)
+    trainer.initialize()
+    trainer.current_epoch = 4
+    best = tmp_path / "checkpoint_best.pth"
+    trainer.save_checkpoint(str(best))
+    resumed = tiny_trainer(nnUNetTrainerViT, tmp_path / "b", monkeypatch, fold=0)
+    resumed.load_checkpoint(str(best))
+    log = open(resumed.log_file).read()
+    assert "Loaded checkpoint_best.pth (end of epoch 4). With --c this means that neither" in log
+    latest = tmp_path / "checkpoint_latest.pth"
+    trainer.save_checkpoint(str(latest))
+    other = tiny_trainer(nnUNetTrainerViT, tmp_path / "c", monkeypatch, fold=0)
+    other.load_checkpoint(str(latest))
+    assert "With --c this means" not in open(other.log_file).read()
