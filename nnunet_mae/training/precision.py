@@ -27,7 +27,7 @@ class CPUInfo:
     model: str
     amx: bool
     avx512_bf16: bool
-    capability: str  # PyTorch's dispatch level: "AVX2", "AVX512", "DEFAULT", ...
+    capability: str  # the widest vector unit: "AVX512", "AVX2", or the machine type (e.g. "aarch64")
 
     @property
     def native_bf16(self) -> bool:
@@ -43,12 +43,27 @@ class CPUInfo:
         return f"no native bf16: {self.capability}"
 
 
-def _probe(name: str) -> bool:
-    probe = getattr(torch.cpu, name, None)  # private probes of torch.cpu; absent on some builds
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as the kernel reports them (/proc/cpuinfo, what `lscpu` shows). Where there is no
+    /proc/cpuinfo (macOS, Windows), PyTorch's own probes answer for the two flags that matter here."""
     try:
-        return bool(probe()) if probe is not None else False
-    except Exception:
-        return False
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    # torch's probes; not used on Linux: in processes that also run gloo they were seen to end in an abort at exit
+    probes = {"amx_tile": "_is_amx_tile_supported", "avx512_bf16": "_is_avx512_bf16_supported"}
+    found = set()
+    for flag, name in probes.items():
+        probe = getattr(torch.cpu, name, None)
+        try:
+            if probe is not None and probe():
+                found.add(flag)
+        except Exception:
+            pass
+    return found
 
 
 def cpu_model_name() -> str:
@@ -63,12 +78,11 @@ def cpu_model_name() -> str:
 
 
 def cpu_info() -> CPUInfo:
-    try:
-        capability = torch.backends.cpu.get_cpu_capability()
-    except Exception:
-        capability = "unknown"
-    return CPUInfo(model=cpu_model_name(), amx=_probe("_is_amx_tile_supported"),
-                   avx512_bf16=_probe("_is_avx512_bf16_supported"), capability=capability)
+    flags = cpu_flags()
+    capability = "AVX512" if "avx512f" in flags else "AVX2" if "avx2" in flags else (
+        platform.machine() or "unknown")
+    return CPUInfo(model=cpu_model_name(), amx="amx_tile" in flags, avx512_bf16="avx512_bf16" in flags,
+                   capability=capability)
 
 
 @dataclass(frozen=True)

@@ -31,16 +31,12 @@ def test_reports_unregistered_trainer_folder(monkeypatch, capsys):
     assert not checks["nnU-Net finds the trainers"].ok
 
 
-def _patch_cpu(monkeypatch, amx, avx512_bf16, capability):
-    import torch
-
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
-    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+def _patch_cpu(monkeypatch, flags):
+    monkeypatch.setattr("nnunet_mae.training.precision.cpu_flags", lambda: set(flags))
 
 
 def test_reports_cpu_bf16_capability_choice_and_measured_ratio(monkeypatch):
-    _patch_cpu(monkeypatch, False, False, "AVX2")
+    _patch_cpu(monkeypatch, {"avx2"})
     check = {c.name: c for c in doctor.check_device()}["CPU precision"]
     assert check.ok and "bf16: no native bf16: AVX2" in check.detail
     assert "choose mixed precision: fp32 (CPU without native bf16: AVX2)" in check.detail
@@ -48,7 +44,7 @@ def test_reports_cpu_bf16_capability_choice_and_measured_ratio(monkeypatch):
 
 
 def test_warns_when_native_bf16_measures_slower_than_fp32(monkeypatch):
-    _patch_cpu(monkeypatch, True, True, "AVX512")
+    _patch_cpu(monkeypatch, {"avx2", "avx512f", "avx512_bf16", "amx_tile"})
     monkeypatch.setattr("nnunet_mae.training.precision.measure_bf16_speedup",
                         lambda seconds: {"conv3d": 0.5, "matmul": 1.2})  # geometric mean 0.77: slower overall
     check = {c.name: c for c in doctor.check_device()}["CPU precision"]
