@@ -53,7 +53,6 @@ def cpu_flags() -> set[str]:
                     return set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    # torch's probes; not used on Linux: in processes that also run gloo they were seen to end in an abort at exit
     probes = {"amx_tile": "_is_amx_tile_supported", "avx512_bf16": "_is_avx512_bf16_supported"}
     found = set()
     for flag, name in probes.items():

@@ -13,6 +13,7 @@ the file as it always does.
 from __future__ import annotations
 
 import os
+import weakref
 from typing import Callable
 
 import nnunetv2.run.run_training as run_training
@@ -24,13 +25,18 @@ from nnunet_mae.transfer.checkpoint_io import safe_torch_load
 
 def route_pretrained_weights_through(trainer, on_loaded: Callable[[str], None]) -> None:
     """Make `nnUNetv2_train -pretrained_weights FILE` load FILE safely into `trainer`'s network, then call
-    `on_loaded(FILE)`. Other networks (another trainer in the same process) get nnU-Net's loader unchanged."""
+    `on_loaded(FILE)`. Other networks (another trainer in the same process) get nnU-Net's loader unchanged.
+
+    The module-level function holds the trainer only weakly: a strong reference kept the DDP-wrapped network alive
+    until interpreter shutdown, where its destruction after the process group's made gloo ranks abort."""
+    trainer_ref, callback_ref = weakref.ref(trainer), weakref.WeakMethod(on_loaded)
 
     def guarded(network, fname, verbose=False):
-        if unwrap_network(network) is not unwrap_network(trainer.network):
+        owner, callback = trainer_ref(), callback_ref()
+        if owner is None or callback is None or unwrap_network(network) is not unwrap_network(owner.network):
             return nnunet_load_pretrained_weights(network, fname, verbose)
         safe_torch_load(os.fspath(fname))  # raises UnsafeCheckpointError; nothing in the file has run
         nnunet_load_pretrained_weights(network, fname, verbose)
-        on_loaded(os.fspath(fname))
+        callback(os.fspath(fname))
 
     run_training.load_pretrained_weights = guarded
