@@ -280,17 +280,13 @@ def machine_info(device: str) -> dict:
 
     info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
             "cpu_count": multiprocessing.cpu_count(), "device": device}
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-        info["cpu"] = next(l.split(":", 1)[1].strip() for l in cpuinfo.splitlines() if l.startswith("model name"))
-        flags = next(l.split(":", 1)[1].split() for l in cpuinfo.splitlines() if l.startswith("flags"))
-        info["cpu_flags"] = sorted(f for f in flags if f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"))
-    except (OSError, StopIteration):
-        info["cpu"] = platform.processor()
-    from nnunet_mae.training.precision import choose_precision, cpu_info
+    from nnunet_mae.training.precision import choose_precision, cpu_flags, cpu_info
 
-    info["cpu_capability"] = cpu_info().capability
-    info["cpu_bf16"] = cpu_info().bf16_support
+    cpu = cpu_info()
+    info["cpu"] = cpu.model
+    info["cpu_flags"] = sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
+    info["cpu_capability"] = cpu.capability
+    info["cpu_bf16"] = cpu.bf16_support
     info["auto_precision"] = choose_precision("auto", device).describe()
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name(0)

@@ -79,17 +79,18 @@ def main(argv: list[str] | None = None) -> int:
 
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
+    from nnunet_mae.data.dataset_json import channel_names
     from nnunet_mae.data.unlabeled import Collected, add_unlabeled_cases, collect_cases, unlabeled_folder
 
     name, base, plans, dataset_json = _load_target(args.d, args.p, args.c)
-    num_channels = len(dataset_json.get("channel_names", dataset_json.get("modality", {})))
+    num_channels = len(channel_names(dataset_json))
     ending = dataset_json["file_ending"]
     sources: list[tuple[Path, str, str]] = [(folder, ending, "") for folder in args.i]  # folder, file ending, prefix
     if args.include_imagesTs:
         sources.append((_raw_dataset(args.d)[0] / "imagesTs", ending, ""))
     for other in args.from_dataset:
         folder, other_json = _raw_dataset(other)
-        other_channels = len(other_json.get("channel_names", other_json.get("modality", {})))
+        other_channels = len(channel_names(other_json))
         if other_channels != num_channels:
             raise SystemExit(f"{folder.name} has {other_channels} channel(s), {name} has {num_channels}: its images "
                              f"cannot be preprocessed with {name}'s plans.")

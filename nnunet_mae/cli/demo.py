@@ -4,8 +4,8 @@ Writes a small synthetic 3D dataset with few labelled cases and a pool of unlabe
 nnU-Net's own command line in subprocesses: plan and preprocess -> `nnunet_mae add_unlabeled` (the pool,
 preprocessed with the dataset's plans) -> MAE pre-training (fold all: labelled + unlabeled images) ->
 fine-tuning from the pre-trained encoder and training from scratch at the same budget (fold 0, the few
-labelled cases) -> prediction of the test images -> evaluation against the test labels. Prints a Dice table, writes `demo_summary.png` and `commands.sh` (the
-commands it ran, to repeat on your own data).
+labelled cases) -> prediction of the test images -> evaluation against the test labels. Prints a Dice table,
+writes `demo_summary.png` and `commands.sh` (the commands it ran, to repeat on your own data).
 
 The small, short-running trainer variants it uses (`*_demo`) are written into `<out>/trainers/` and
 found by nnU-Net through `nnUNet_extTrainer`, the way you would add your own variants.

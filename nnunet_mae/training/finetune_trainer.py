@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from nnunetv2.paths import nnUNet_results
 
+from nnunet_mae.data.dataset_json import channel_names
 from nnunet_mae.training.distributed import unwrap_network
 from nnunet_mae.training.schedules import BF16, FP32, Epochs5, Epochs50, Epochs250, Smoke
 from nnunet_mae.training.vit_trainer import nnUNetTrainerViT
@@ -85,7 +86,7 @@ class nnUNetTrainerMAEFinetune(nnUNetTrainerViT):
                                 f"`nnUNetv2_train ... -pretrained_weights FILE` and a trainer whose network matches.")
         self.check_same_encoder_settings(metadata, path)
         network = unwrap_network(self.network)
-        image_channels = len(self.dataset_json.get("channel_names", self.dataset_json.get("modality", {})))
+        image_channels = len(channel_names(self.dataset_json))
         report = transfer_encoder_weights(checkpoint["network_weights"], network,
                                           source_grid=metadata["token_grid"], target_grid=network.encoder.grid,
                                           image_channels=image_channels)

@@ -23,7 +23,7 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 @dataclass(frozen=True)
 class CPUInfo:
-    """The CPU's model name and what it offers for bf16, as PyTorch sees it."""
+    """The CPU's model name and what it offers for bf16 (from its feature flags)."""
     model: str
     amx: bool
     avx512_bf16: bool
@@ -43,16 +43,24 @@ class CPUInfo:
         return f"no native bf16: {self.capability}"
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags as the kernel reports them (/proc/cpuinfo, what `lscpu` shows). Where there is no
-    /proc/cpuinfo (macOS, Windows), PyTorch's own probes answer for the two flags that matter here."""
+def _cpuinfo_field(key: str) -> str | None:
+    """The value of the first `key : value` line of /proc/cpuinfo, or None where there is none (macOS, Windows)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                if line.startswith(key):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return None
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as the kernel reports them (/proc/cpuinfo, what `lscpu` shows). Where there is no
+    /proc/cpuinfo (macOS, Windows), PyTorch's own probes answer for the two flags that matter here."""
+    flags = _cpuinfo_field("flags")
+    if flags is not None:
+        return set(flags.split())
     probes = {"amx_tile": "_is_amx_tile_supported", "avx512_bf16": "_is_avx512_bf16_supported"}
     found = set()
     for flag, name in probes.items():
@@ -66,14 +74,7 @@ def cpu_flags() -> set[str]:
 
 
 def cpu_model_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine() or "unknown CPU"
 
 
 def cpu_info() -> CPUInfo:
@@ -122,11 +123,6 @@ def choose_precision(requested: str, device: torch.device | str) -> Precision:
             return Precision(requested, "bf16", f"CPU with native bf16: {info.bf16_support}")
         return Precision(requested, "fp32", f"CPU without native bf16: {info.capability}")
     return Precision(requested, "fp32", f"device type {device_type!r}: fp32")
-
-
-def autocast_for(requested: str, device: torch.device | str):
-    """An autocast context following the rule, for code that runs a network outside a trainer (benchmarks)."""
-    return choose_precision(requested, device).autocast(torch.device(device).type)
 
 
 def measure_bf16_speedup(seconds: float = 1.0) -> dict[str, float]:

@@ -24,20 +24,20 @@ from torch import nn
 from nnunet_mae.architectures.presets import vit_preset
 from nnunet_mae.architectures.segmentation import ViTSegmentationNetwork
 from nnunet_mae.architectures.tokens import TOKEN_ORDER, as_spatial_tuple, round_patch_to_tokens, token_grid
+from nnunet_mae.data.dataset_json import channel_names
 from nnunet_mae.training.clean_exit import install_sigterm_handler
 from nnunet_mae.training.distributed import unwrap_network
 from nnunet_mae.training.lr_schedule import WarmupPolyLRScheduler
 from nnunet_mae.training.param_groups import build_param_groups
 from nnunet_mae.training.precision import Precision, choose_precision
-from nnunet_mae.training.schedules import BF16, FP32, Epochs5, Epochs50, Epochs250, Smoke
 from nnunet_mae.training.run_lock import acquire_run_lock
+from nnunet_mae.training.schedules import BF16, FP32, Epochs5, Epochs50, Epochs250, Smoke
 from nnunet_mae.training.seeding import seed_everything
-from nnunet_mae.training.splits import check_split_file, write_default_split
+from nnunet_mae.training.splits import NNUNET_FOLDS, check_split_file, write_default_split
 from nnunet_mae.training.stock_pretrained import route_pretrained_weights_through
 from nnunet_mae.transfer.checkpoint_io import METADATA_KEY, atomic_target, remove_stray_temporaries, safe_torch_load
 
 METADATA_FORMAT_VERSION = 1
-CROSS_VALIDATION_FOLDS = 5  # nnU-Net's default split
 
 
 def planned_patch_for_tokens(patch_size, token_size, configuration_name: str = "") -> tuple[int, ...]:
@@ -161,14 +161,15 @@ class nnUNetTrainerViT(nnUNetTrainer):
                 if self.dataset_class is None:
                     self.dataset_class = infer_dataset_class(self.preprocessed_dataset_folder)
                 cases = self.dataset_class.get_identifiers(self.preprocessed_dataset_folder)
-                if len(cases) < CROSS_VALIDATION_FOLDS:
+                if len(cases) < NNUNET_FOLDS:
                     command = shlex.join(["nnUNetv2_train", self.plans_manager.dataset_name, self.configuration_name,
                                           "all", "-tr", self.__class__.__name__])
                     raise ValueError(
                         f"{self.plans_manager.dataset_name} has {len(cases)} training case(s); nnU-Net's default "
-                        f"{CROSS_VALIDATION_FOLDS}-fold split needs at least {CROSS_VALIDATION_FOLDS}. Train on fold "
+                        f"{NNUNET_FOLDS}-fold split needs at least {NNUNET_FOLDS}. Train on fold "
                         f"'all' (`{command}`), or write your own split to {splits_file}.")
-                self.print_to_log_file("Creating new 5-fold cross-validation split (written atomically)...")
+                self.print_to_log_file(f"Creating new {NNUNET_FOLDS}-fold cross-validation split (written "
+                                       f"atomically)...")
                 write_default_split(splits_file, cases)
         return super().do_split()
 
@@ -256,7 +257,7 @@ class nnUNetTrainerViT(nnUNetTrainer):
             "spacing": list(self.configuration_manager.spacing),
             "normalization_schemes": list(self.configuration_manager.normalization_schemes),
             "use_mask_for_norm": list(self.configuration_manager.use_mask_for_norm),
-            "channel_names": dict(self.dataset_json.get("channel_names", self.dataset_json.get("modality", {}))),
+            "channel_names": channel_names(self.dataset_json),
             "input_channels": self.num_input_channels,
             "dataset_name": self.plans_manager.dataset_name,
             "configuration": self.configuration_name,
@@ -294,12 +295,12 @@ class nnUNetTrainerViT(nnUNetTrainer):
     def load_checkpoint(self, filename_or_checkpoint) -> None:
         """nnU-Net's load (--c, --val), after the file has passed the weights-only reader; says when --c falls
         back to checkpoint_best.pth."""
-        if isinstance(filename_or_checkpoint, (str, os.PathLike)):
+        is_file = isinstance(filename_or_checkpoint, (str, os.PathLike))
+        if is_file:
             safe_torch_load(filename_or_checkpoint)  # raises UnsafeCheckpointError before nnU-Net's torch.load
         super().load_checkpoint(filename_or_checkpoint)
-        name = os.path.basename(os.fspath(filename_or_checkpoint)) if isinstance(
-            filename_or_checkpoint, (str, os.PathLike)) else ""
-        if name == "checkpoint_best.pth" and self.current_epoch < self.num_epochs:
+        if (is_file and os.path.basename(os.fspath(filename_or_checkpoint)) == "checkpoint_best.pth"
+                and self.current_epoch < self.num_epochs):
             self.print_to_log_file(
                 f"Loaded checkpoint_best.pth (end of epoch {self.current_epoch - 1}). With --c this means that "
                 f"neither checkpoint_latest.pth nor checkpoint_final.pth exists: training continues from the best "
