@@ -22,8 +22,11 @@ import time
 from pathlib import Path
 
 import torch
+from nnunetv2.training.nnUNetTrainer.primus.primus_trainers import nnUNet_PrimusV3S_Trainer
 from nnunet_mae.training.trainers import (nnUNetTrainerGMIMFinetune, nnUNetTrainerGMIMPretrain,
-                                          nnUNetTrainerMAEFinetune, nnUNetTrainerMAEPretrain, nnUNetTrainerViT)
+                                          nnUNetTrainerMAEFinetune, nnUNetTrainerMAEFinetune_PrimusV3S,
+                                          nnUNetTrainerMAEPretrain, nnUNetTrainerMAEPretrain_PrimusV3S,
+                                          nnUNetTrainerViT)
 
 
 class _Tiny:
@@ -86,6 +89,18 @@ class nnUNetTrainerGMIMPretrain_e2e(_Tiny, nnUNetTrainerGMIMPretrain):
 
 class nnUNetTrainerGMIMFinetune_e2e(_Tiny, nnUNetTrainerGMIMFinetune):
     pretrain_trainer_name = "nnUNetTrainerGMIMPretrain_e2e"
+
+
+class nnUNetTrainerMAEPretrain_PrimusV3S_e2e(_Tiny, nnUNetTrainerMAEPretrain_PrimusV3S):
+    finetune_trainer_name = "nnUNetTrainerMAEFinetune_PrimusV3S_e2e"
+
+
+class nnUNetTrainerMAEFinetune_PrimusV3S_e2e(_Tiny, nnUNetTrainerMAEFinetune_PrimusV3S):
+    pretrain_trainer_name = "nnUNetTrainerMAEPretrain_PrimusV3S_e2e"
+
+
+class nnUNet_PrimusV3S_Trainer_e2e(_Tiny, nnUNet_PrimusV3S_Trainer):
+    pass
 
 
 class nnUNetTrainerMAEFinetune_e2e_unpretrained(nnUNetTrainerMAEFinetune_e2e):

@@ -31,7 +31,7 @@ from nnunet_mae.architectures.tokens import token_grid, unpatchify
 
 
 class PrimusV3MAEMixin:
-    """Adds `mae_decoder` and `forward(images, ids_keep, ids_restore, mask)` to a PrimusV3 class.
+    """Adds `mae_decoder` and `forward(images, ids_keep, ids_restore[, mask])` to a PrimusV3 class.
 
     Extra keyword args: mae_decoder_dim, mae_decoder_depth, mae_decoder_heads (light decoder, 2 blocks by default
     as nnssl); the rest goes to the PrimusV3 class unchanged.
@@ -73,8 +73,11 @@ class PrimusV3MAEMixin:
         return eva.norm(tokens)
 
     def forward(self, images: torch.Tensor, ids_keep: torch.Tensor, ids_restore: torch.Tensor,
-                mask: torch.Tensor) -> torch.Tensor:
-        """Predictions of every token's voxels (B, L, prod(token) * C), in `tokens.patchify` order."""
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Predictions of every token's voxels (B, L, prod(token) * C), in `tokens.patchify` order. Without
+        `mask` (1 = masked), every token not in `ids_keep` is masked (the call of the ViT's MAE network)."""
+        if mask is None:
+            mask = torch.ones(ids_restore.shape, device=images.device).scatter_(1, ids_keep, 0.0)
         return self.mae_decoder(self.encode_visible(images, ids_keep, mask), ids_restore, self.grid_of(images.shape[2:]))
 
 

@@ -18,8 +18,10 @@ import numpy as np
 import torch
 from nnunetv2.paths import nnUNet_results
 
+from nnunet_mae.architectures.tokens import token_grid
 from nnunet_mae.data.dataset_json import channel_names
 from nnunet_mae.training.distributed import unwrap_network
+from nnunet_mae.training.backbones import PrimusV3SBackbone
 from nnunet_mae.training.schedules import BF16, FP32, Epochs5, Epochs50, Epochs250, Smoke
 from nnunet_mae.training.vit_trainer import nnUNetTrainerViT
 from nnunet_mae.transfer.checkpoint_io import METADATA_KEY, load_checkpoint_file
@@ -85,11 +87,12 @@ class nnUNetTrainerMAEFinetune(nnUNetTrainerViT):
                                 f"trainer. Pre-train with {self.pretrain_trainer_name}, or load nnU-Net weights with "
                                 f"`nnUNetv2_train ... -pretrained_weights FILE` and a trainer whose network matches.")
         self.check_same_encoder_settings(metadata, path)
-        network = unwrap_network(self.network)
-        image_channels = len(channel_names(self.dataset_json))
-        report = transfer_encoder_weights(checkpoint["network_weights"], network,
-                                          source_grid=metadata["token_grid"], target_grid=network.encoder.grid,
-                                          image_channels=image_channels)
+        own = self.network_kwargs(self.configuration_manager, self.num_input_channels,
+                                  self.label_manager.num_segmentation_heads)
+        report = transfer_encoder_weights(checkpoint["network_weights"], unwrap_network(self.network),
+                                          source_grid=metadata["token_grid"],
+                                          target_grid=token_grid(own["input_shape"], own["token_size"]),
+                                          image_channels=len(channel_names(self.dataset_json)))
         report.raise_if_incomplete(str(path))
         self.print_to_log_file(f"Pre-trained encoder loaded from {path} ({self.pretrained_checkpoint_reason(path)}; "
                                f"pre-trained by {metadata['trainer_name']} "
@@ -97,7 +100,7 @@ class nnUNetTrainerMAEFinetune(nnUNetTrainerViT):
                                f"{metadata['patch_size']}).\n{report.format()}")
 
     def check_same_encoder_settings(self, metadata: dict, path: Path) -> None:
-        """Refuse a checkpoint of another ViT size or token size before touching any weight."""
+        """Refuse a checkpoint of another dimensionality, backbone, size or token size before touching any weight."""
         pretrained = metadata.get("network_kwargs", {})
         own = self.network_kwargs(self.configuration_manager, self.num_input_channels,
                                   self.label_manager.num_segmentation_heads)
@@ -110,7 +113,14 @@ class nnUNetTrainerMAEFinetune(nnUNetTrainerViT):
                 f"needs a {own_ndim}D one. Pre-train on the configuration you fine-tune: `"
                 + shlex.join(["nnUNetv2_train", self.plans_manager.dataset_name, self.pretraining_configuration(),
                               "all", "-tr", self.pretrain_trainer_name]) + "`.")
-        keys = ("embed_dim", "depth", "num_heads", "token_size")
+        backbone = metadata.get("backbone", "vit")  # checkpoints before 0.3 hold ViTs only
+        if backbone != self.backbone:
+            raise TransferError(
+                f"{path} holds a {backbone} encoder (pre-trained by {metadata.get('trainer_name')}); "
+                f"{self.__class__.__name__} builds a {self.backbone} network. Fine-tune with the fine-tuning trainer "
+                f"of the same backbone (e.g. nnUNetTrainerMAEFinetune for a ViT, nnUNetTrainerMAEFinetune_PrimusV3S "
+                f"for PrimusV3-S).")
+        keys = self.backbone_family().encoder_settings
         differing = [k for k in keys if k in pretrained and tuple(np.atleast_1d(pretrained[k])) != tuple(
             np.atleast_1d(own[k]))]
         if differing:
@@ -118,8 +128,9 @@ class nnUNetTrainerMAEFinetune(nnUNetTrainerViT):
             ours = ", ".join(f"{k} {own[k]}" for k in differing)
             raise TransferError(
                 f"{path} was pre-trained by {metadata.get('trainer_name')} with {theirs}; {self.__class__.__name__} "
-                f"builds {ours}. Fine-tune with a trainer of the same ViT size and token size (class attributes "
-                f"vit_preset / token_size, e.g. a subclass with vit_preset = 'T'), or pre-train again with this size.")
+                f"builds {ours}. Fine-tune with a trainer of the same size and token size (class attributes "
+                f"vit_preset / primus_size / token_size, e.g. a subclass with vit_preset = 'T'), or pre-train again "
+                f"with this size.")
 
     def on_train_start(self):
         if not self.was_initialized:
@@ -163,3 +174,32 @@ class nnUNetTrainerMAEFinetune_fp32(FP32, nnUNetTrainerMAEFinetune):
 
 class nnUNetTrainerMAEFinetune_bf16(BF16, nnUNetTrainerMAEFinetune):
     pass
+
+
+class nnUNetTrainerMAEFinetune_patchdec(nnUNetTrainerMAEFinetune):
+    """The pre-trained encoder with the light patch decoder (as nnUNetTrainerViT_patchdec) instead of UNETR's."""
+
+    decoder = "patch"
+
+
+class nnUNetTrainerMAEFinetune_PrimusV3S(PrimusV3SBackbone, nnUNetTrainerMAEFinetune):
+    """nnU-Net's PrimusV3-S network (predicts with nnUNet_PrimusV3S_Trainer too), started from the encoder of
+    nnUNetTrainerMAEPretrain_PrimusV3S: stem + Eva blocks loaded, layer-wise LR decay over the Eva blocks."""
+
+    pretrain_trainer_name = "nnUNetTrainerMAEPretrain_PrimusV3S"
+
+
+class nnUNetTrainerMAEFinetune_PrimusV3B(nnUNetTrainerMAEFinetune_PrimusV3S):
+    primus_size, pretrain_trainer_name = "B", "nnUNetTrainerMAEPretrain_PrimusV3B"
+
+
+class nnUNetTrainerMAEFinetune_PrimusV3M(nnUNetTrainerMAEFinetune_PrimusV3S):
+    primus_size, pretrain_trainer_name = "M", "nnUNetTrainerMAEPretrain_PrimusV3M"
+
+
+class nnUNetTrainerMAEFinetune_PrimusV3L(nnUNetTrainerMAEFinetune_PrimusV3S):
+    primus_size, pretrain_trainer_name = "L", "nnUNetTrainerMAEPretrain_PrimusV3L"
+
+
+class nnUNetTrainerMAEFinetune_PrimusV3S_smoke(Smoke, nnUNetTrainerMAEFinetune_PrimusV3S):
+    pretrain_trainer_name = "nnUNetTrainerMAEPretrain_PrimusV3S_smoke"

@@ -94,6 +94,9 @@ class nnUNetTrainerGMIMPretrain(nnUNetTrainerMAEPretrain):
     def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
                                    num_input_channels: int, num_output_channels: int,
                                    enable_deep_supervision: bool = True) -> nn.Module:
+        if cls.backbone != "vit":
+            raise ValueError(f"{cls.__name__}: GMIM pre-trains the ViT only (backbone = 'vit'), not {cls.backbone!r}. "
+                             f"For PrimusV3 use MAE: nnUNetTrainerMAEPretrain_PrimusV3S.")
         return GMIMPretrainingNetwork(
             **cls.network_kwargs(configuration_manager, num_input_channels, num_output_channels),
             mae_decoder_dim=cls.mae_decoder_dim, mae_decoder_depth=cls.mae_decoder_depth,

@@ -28,8 +28,7 @@ from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch import nn
 
-from nnunet_mae.architectures.mae import MAEPretrainingNetwork
-from nnunet_mae.architectures.tokens import patchify, unpatchify
+from nnunet_mae.architectures.tokens import patchify, token_grid, unpatchify
 from nnunet_mae.data.case_view import case_view
 from nnunet_mae.data.unlabeled import unlabeled_folder, unlabeled_identifiers
 from nnunet_mae.losses.reconstruction import masked_reconstruction_loss
@@ -37,6 +36,7 @@ from nnunet_mae.masking.random_masking import random_token_masking
 from nnunet_mae.training.distributed import mean_over_ranks, unwrap_network
 from nnunet_mae.training.pretraining_plots import (exponential_moving_average, plot_pretraining_progress,
                                                    save_reconstruction_png)
+from nnunet_mae.training.backbones import PrimusV3SBackbone
 from nnunet_mae.training.schedules import BF16, FP32, Epochs50, Epochs250, Smoke
 from nnunet_mae.training.seeding import epoch_generator, fresh_seed
 from nnunet_mae.training.vit_trainer import nnUNetTrainerViT
@@ -76,10 +76,10 @@ class nnUNetTrainerMAEPretrain(nnUNetTrainerViT):
     def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
                                    num_input_channels: int, num_output_channels: int,
                                    enable_deep_supervision: bool = True) -> nn.Module:
-        return MAEPretrainingNetwork(
-            **cls.network_kwargs(configuration_manager, num_input_channels, num_output_channels),
-            mae_decoder_dim=cls.mae_decoder_dim, mae_decoder_depth=cls.mae_decoder_depth,
-            mae_decoder_heads=cls.mae_decoder_heads)
+        return cls.backbone_family().mae_network(
+            cls.network_kwargs(configuration_manager, num_input_channels, num_output_channels),
+            dict(mae_decoder_dim=cls.mae_decoder_dim, mae_decoder_depth=cls.mae_decoder_depth,
+                 mae_decoder_heads=cls.mae_decoder_heads))
 
     def masking_metadata(self) -> dict:
         return {"type": "random", "mask_ratio": self.mask_ratio, "normalize_targets": self.normalize_targets}
@@ -140,9 +140,14 @@ class nnUNetTrainerMAEPretrain(nnUNetTrainerViT):
         target = finetune_class.build_network_architecture(
             self.plans_manager, self.configuration_manager, self.num_input_channels,
             self.label_manager.num_segmentation_heads, False)
-        source = unwrap_network(self.network)
-        report = transfer_encoder_weights(source.state_dict(), target, source_grid=source.encoder.grid,
-                                          target_grid=target.encoder.grid, load=False)
+        own = self.network_kwargs(self.configuration_manager, self.num_input_channels,
+                                  self.label_manager.num_segmentation_heads)
+        theirs = finetune_class.network_kwargs(self.configuration_manager, self.num_input_channels,
+                                               self.label_manager.num_segmentation_heads)
+        report = transfer_encoder_weights(unwrap_network(self.network).state_dict(), target,
+                                          source_grid=token_grid(own["input_shape"], own["token_size"]),
+                                          target_grid=token_grid(theirs["input_shape"], theirs["token_size"]),
+                                          load=False)
         report.raise_if_incomplete(f"the pre-training network of {self.__class__.__name__} "
                                    f"(checked against {self.finetune_trainer_name} before training)")
 
@@ -159,13 +164,13 @@ class nnUNetTrainerMAEPretrain(nnUNetTrainerViT):
     def mask_and_reconstruct(self, data: torch.Tensor, generator: torch.Generator | None = None
                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns predictions (B, L, P), target tokens (B, L, P) and the mask (B, L), 1 = masked."""
-        encoder = unwrap_network(self.network).encoder
-        num_tokens = int(np.prod(encoder.grid_of(data.shape[2:])))
+        token = self.token_size_for(data.ndim - 2)
+        num_tokens = int(np.prod(token_grid(data.shape[2:], token)))
         ids_keep, ids_restore, mask = random_token_masking(data.shape[0], num_tokens, self.mask_ratio,
                                                            device=data.device,
                                                            generator=self.training_generator(generator))
         pred = self.network(data, ids_keep, ids_restore)
-        return pred, patchify(data, encoder.token_size), mask
+        return pred, patchify(data, token), mask
 
     def compute_loss(self, data: torch.Tensor, target=None, generator: torch.Generator | None = None) -> torch.Tensor:
         pred, target_tokens, mask = self.mask_and_reconstruct(data, generator)
@@ -246,7 +251,8 @@ class nnUNetTrainerMAEPretrain(nnUNetTrainerViT):
         pred = pred.float()
         if self.normalize_targets:  # undo the per-token normalisation for display
             pred = pred * (target_tokens.var(-1, keepdim=True) + 1e-6).sqrt() + target_tokens.mean(-1, keepdim=True)
-        token, grid, channels = network.encoder.token_size, network.encoder.grid_of(data.shape[2:]), data.shape[1]
+        token, channels = self.token_size_for(data.ndim - 2), data.shape[1]
+        grid = token_grid(data.shape[2:], token)
         m = mask.unsqueeze(-1)
         masked = unpatchify(target_tokens * (1 - m) + target_tokens.min() * m, token, grid, channels)
         recon = unpatchify(target_tokens * (1 - m) + pred * m, token, grid, channels)
@@ -288,3 +294,27 @@ class nnUNetTrainerMAEPretrain_normpix(nnUNetTrainerMAEPretrain):
     def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.normalize_targets = True
+
+
+class nnUNetTrainerMAEPretrain_PrimusV3S(PrimusV3SBackbone, nnUNetTrainerMAEPretrain):
+    """MAE pre-training of nnU-Net's PrimusV3-S: its checkpoint loads into nnUNet_PrimusV3S_Trainer with
+    `-pretrained_weights` (nnU-Net's strict loader) or into nnUNetTrainerMAEFinetune_PrimusV3S automatically."""
+
+    drop_path_rate = 0.0  # as the ViT's MAE pre-training; fine-tuning uses PrimusV3's 0.2
+    finetune_trainer_name = "nnUNetTrainerMAEFinetune_PrimusV3S"
+
+
+class nnUNetTrainerMAEPretrain_PrimusV3B(nnUNetTrainerMAEPretrain_PrimusV3S):
+    primus_size, finetune_trainer_name = "B", "nnUNetTrainerMAEFinetune_PrimusV3B"
+
+
+class nnUNetTrainerMAEPretrain_PrimusV3M(nnUNetTrainerMAEPretrain_PrimusV3S):
+    primus_size, finetune_trainer_name = "M", "nnUNetTrainerMAEFinetune_PrimusV3M"
+
+
+class nnUNetTrainerMAEPretrain_PrimusV3L(nnUNetTrainerMAEPretrain_PrimusV3S):
+    primus_size, finetune_trainer_name = "L", "nnUNetTrainerMAEFinetune_PrimusV3L"
+
+
+class nnUNetTrainerMAEPretrain_PrimusV3S_smoke(Smoke, nnUNetTrainerMAEPretrain_PrimusV3S):
+    finetune_trainer_name = "nnUNetTrainerMAEFinetune_PrimusV3S_smoke"

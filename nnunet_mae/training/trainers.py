@@ -7,6 +7,12 @@ from nnunet_mae.training.finetune_trainer import (
     nnUNetTrainerMAEFinetune_250epochs,
     nnUNetTrainerMAEFinetune_bf16,
     nnUNetTrainerMAEFinetune_fp32,
+    nnUNetTrainerMAEFinetune_patchdec,
+    nnUNetTrainerMAEFinetune_PrimusV3B,
+    nnUNetTrainerMAEFinetune_PrimusV3L,
+    nnUNetTrainerMAEFinetune_PrimusV3M,
+    nnUNetTrainerMAEFinetune_PrimusV3S,
+    nnUNetTrainerMAEFinetune_PrimusV3S_smoke,
     nnUNetTrainerMAEFinetune_smoke,
 )
 from nnunet_mae.training.gmim_trainer import (
@@ -31,6 +37,11 @@ from nnunet_mae.training.mae_trainer import (
     nnUNetTrainerMAEPretrain_bf16,
     nnUNetTrainerMAEPretrain_fp32,
     nnUNetTrainerMAEPretrain_normpix,
+    nnUNetTrainerMAEPretrain_PrimusV3B,
+    nnUNetTrainerMAEPretrain_PrimusV3L,
+    nnUNetTrainerMAEPretrain_PrimusV3M,
+    nnUNetTrainerMAEPretrain_PrimusV3S,
+    nnUNetTrainerMAEPretrain_PrimusV3S_smoke,
     nnUNetTrainerMAEPretrain_smoke,
 )
 from nnunet_mae.training.vit_trainer import (

@@ -22,9 +22,9 @@ from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from torch import nn
 
 from nnunet_mae.architectures.presets import vit_preset
-from nnunet_mae.architectures.segmentation import ViTSegmentationNetwork
 from nnunet_mae.architectures.tokens import TOKEN_ORDER, as_spatial_tuple, round_patch_to_tokens, token_grid
 from nnunet_mae.data.dataset_json import channel_names
+from nnunet_mae.training.backbones import backbone_named
 from nnunet_mae.training.clean_exit import install_sigterm_handler
 from nnunet_mae.training.distributed import unwrap_network
 from nnunet_mae.training.lr_schedule import WarmupPolyLRScheduler
@@ -53,6 +53,8 @@ def planned_patch_for_tokens(patch_size, token_size, configuration_name: str = "
 
 class nnUNetTrainerViT(nnUNetTrainer):
     # Architecture: class attributes only (nnUNetv2_predict builds the network from the class and the plans).
+    backbone: str = "vit"  # or "primusv3" (training/backbones.py)
+    primus_size: str = "S"  # backbone "primusv3": S, B, M or L
     vit_preset: str = "S"
     token_size: int | tuple[int, ...] = 8
     pos_embed: str = "learned"
@@ -89,24 +91,39 @@ class nnUNetTrainerViT(nnUNetTrainer):
         return vit_preset(cls.vit_preset)
 
     @classmethod
+    def backbone_family(cls):
+        """The encoder family named by `backbone` (training/backbones.py)."""
+        return backbone_named(cls.backbone)
+
+    @classmethod
     def network_kwargs(cls, configuration_manager: ConfigurationManager, num_input_channels: int,
                        num_output_channels: int) -> dict:
         patch = configuration_manager.patch_size
+        cls.check_dimensionality(len(patch))
         token = cls.token_size_for(len(patch))
         return dict(input_channels=num_input_channels, num_classes=num_output_channels,
-                    input_shape=planned_patch_for_tokens(patch, token), token_size=token, **cls.vit_dimensions(),
-                    drop_path_rate=cls.drop_path_rate, pos_embed=cls.pos_embed, decoder=cls.decoder,
-                    decoder_feature_size=cls.decoder_feature_size)
+                    input_shape=planned_patch_for_tokens(patch, token), token_size=token,
+                    drop_path_rate=cls.drop_path_rate, **cls.backbone_family().architecture_kwargs(cls))
+
+    @classmethod
+    def check_dimensionality(cls, ndim: int) -> None:
+        family = cls.backbone_family()
+        if ndim not in family.spatial_dims:
+            raise ValueError(f"{cls.__name__} builds {family.name} networks, which are "
+                             f"{'/'.join(f'{d}D' for d in family.spatial_dims)} only; this configuration is {ndim}D. "
+                             f"Use a 3D configuration (3d_fullres), or the ViT trainers (nnUNetTrainerViT, "
+                             f"nnUNetTrainerMAEPretrain, nnUNetTrainerMAEFinetune), which train 2D configurations.")
 
     @classmethod
     def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
                                    num_input_channels: int, num_output_channels: int,
                                    enable_deep_supervision: bool = True) -> nn.Module:
-        return ViTSegmentationNetwork(**cls.network_kwargs(configuration_manager, num_input_channels,
-                                                           num_output_channels))
+        return cls.backbone_family().segmentation_network(
+            cls.network_kwargs(configuration_manager, num_input_channels, num_output_channels))
 
     def _round_patch_to_tokens(self) -> None:
         planned = list(self.configuration_manager.patch_size)
+        self.check_dimensionality(len(planned))
         adjusted = list(planned_patch_for_tokens(planned, self.token_size_for(len(planned)), self.configuration_name))
         if adjusted != planned:
             self.plans_manager.plans["configurations"][self.configuration_name]["patch_size"] = adjusted
@@ -179,8 +196,7 @@ class nnUNetTrainerViT(nnUNetTrainer):
     # ----- optimisation ---------------------------------------------------------------------------------------
     def configure_optimizers(self):
         network = unwrap_network(self.network)
-        groups = build_param_groups(network, weight_decay=self.weight_decay, layer_decay=self.layer_decay,
-                                    depth=len(network.encoder.blocks))
+        groups = build_param_groups(network, weight_decay=self.weight_decay, layer_decay=self.layer_decay)
         optimizer = torch.optim.AdamW(groups, lr=self.initial_lr, betas=self.adam_betas)
         scheduler = WarmupPolyLRScheduler(optimizer, self.initial_lr, self.num_epochs,
                                           warmup_epochs=self.warmup_fraction * self.num_epochs)
@@ -250,6 +266,7 @@ class nnUNetTrainerViT(nnUNetTrainer):
         return {
             "format_version": METADATA_FORMAT_VERSION,
             "trainer_name": self.__class__.__name__,
+            "backbone": self.backbone,
             "network_kwargs": kwargs,
             "token_grid": token_grid(kwargs["input_shape"], kwargs["token_size"]),
             "token_order": TOKEN_ORDER,

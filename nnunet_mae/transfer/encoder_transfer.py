@@ -1,7 +1,9 @@
 """Load a pre-trained encoder (stem + position embedding + blocks + final norm) into a fine-tuning network.
 
-Rules (as nnssl/Primus fine-tuning):
-- keys under `encoder.` with equal shapes are copied;
+Which keys are the encoder, the position embedding and the stem's input convolutions is the network's
+`EncoderLayout` (architectures/encoder_layout.py): `encoder.*` for the ViT, `down_projection.*` and `eva.*` for
+DNA's Primus/PrimusV3. Rules (as nnssl/Primus fine-tuning):
+- encoder keys with equal shapes are copied;
 - the position embedding is resampled when the token grid differs (other patch size);
 - a stem trained on 1 channel is repeated over C input channels and divided by C (a stem trained on
   C' > 1 channels only loads into C' channels);
@@ -21,11 +23,8 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
+from nnunet_mae.architectures.encoder_layout import EncoderLayout, encoder_layout
 from nnunet_mae.architectures.pos_embed import resample_pos_embed
-
-ENCODER_PREFIX = "encoder."
-POS_EMBED_KEY = "encoder.pos_embed"
-STEM_WEIGHT_KEY = "encoder.patch_embed.weight"
 
 
 class TransferError(RuntimeError):
@@ -82,20 +81,23 @@ class TransferReport:
 
 def transfer_encoder_weights(source_state: Mapping[str, torch.Tensor], target: nn.Module, *,
                              source_grid: Sequence[int] | None = None, target_grid: Sequence[int] | None = None,
-                             image_channels: int | None = None, load: bool = True) -> TransferReport:
+                             image_channels: int | None = None, load: bool = True,
+                             layout: EncoderLayout | None = None) -> TransferReport:
     """Copy encoder weights from `source_state` into `target` (in place unless `load=False`).
 
     `source_grid`/`target_grid` (token grids) are needed only when the position embedding must be resampled.
     `image_channels`: how many of the target's input channels are images (default: all); the rest start at zero.
+    `layout`: the encoder's keys (default: the target network's own layout).
     """
+    layout = layout or encoder_layout(target)
     target_state = target.state_dict()
     report = TransferReport()
     new_values: dict[str, torch.Tensor] = {}
     for key, value in source_state.items():
-        if not key.startswith(ENCODER_PREFIX):
+        if not layout.is_encoder(key):
             report.skipped[key] = "not part of the encoder"
     for key, wanted in target_state.items():
-        if not key.startswith(ENCODER_PREFIX):
+        if not layout.is_encoder(key):
             continue
         if key not in source_state:
             report.missing.append(key)
@@ -104,7 +106,7 @@ def transfer_encoder_weights(source_state: Mapping[str, torch.Tensor], target: n
         if value.shape == wanted.shape:
             new_values[key] = value
             report.loaded.append(key)
-        elif key == POS_EMBED_KEY and value.ndim == 3 and value.shape[-1] == wanted.shape[-1]:
+        elif key == layout.pos_embed_key and value.ndim == 3 and value.shape[-1] == wanted.shape[-1]:
             if source_grid is None or target_grid is None:
                 report.incompatible[key] = (f"source {_shape(value)} vs target {_shape(wanted)}; token grids are "
                                             f"needed to resample it")
@@ -112,13 +114,13 @@ def transfer_encoder_weights(source_state: Mapping[str, torch.Tensor], target: n
             new_values[key] = resample_pos_embed(value, source_grid, target_grid)
             report.adapted[key] = (f"resampled {_shape(value)} (grid {tuple(source_grid)}) -> {_shape(wanted)} "
                                    f"(grid {tuple(target_grid)})")
-        elif key == STEM_WEIGHT_KEY and (stem := _adapted_stem(value, wanted, image_channels)) is not None:
+        elif key in layout.stem_input_keys and (stem := _adapted_stem(value, wanted, image_channels)) is not None:
             new_values[key], report.adapted[key] = stem
         else:
             why = f"source {_shape(value)} vs target {_shape(wanted)}"
-            if key == STEM_WEIGHT_KEY and value.shape[2:] != wanted.shape[2:]:
+            if key in layout.stem_input_keys and value.shape[2:] != wanted.shape[2:]:
                 why += " (different token size)"
-            elif key == STEM_WEIGHT_KEY and value.shape[1] != wanted.shape[1]:
+            elif key in layout.stem_input_keys and value.shape[1] != wanted.shape[1]:
                 why += (f" ({value.shape[1]} {CHANNELS_WHY} to {wanted.shape[1]}; only a "
                         f"1-channel stem is repeated, and a cascade's segmentation channels are added)")
             report.incompatible[key] = why

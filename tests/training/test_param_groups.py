@@ -22,7 +22,7 @@ def test_no_weight_decay_on_biases_norms_and_position_embedding():
 
 def test_layer_decay_scales_shallower_layers_less():
     net = ViTSegmentationNetwork(**TINY)
-    groups = build_param_groups(net, weight_decay=0.05, layer_decay=0.75, depth=4)
+    groups = build_param_groups(net, weight_decay=0.05, layer_decay=0.75)
     scale = lambda p: _group_of(groups, p)["lr_scale"]  # noqa: E731
     assert scale(net.decoder.seg_layers.weight) == 1.0
     assert scale(net.encoder.blocks[3].mlp.fc1.weight) == pytest.approx(0.75)

@@ -1,8 +1,10 @@
 """nnU-Net finds every trainer by name, through the installed .pth hook, as `nnUNetv2_train -tr` does."""
 
+import ast
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
@@ -35,6 +37,28 @@ def test_trainer_names_are_unique_and_not_in_nnunet():
     clashes = [name for name in trainers.__all__
                if recursive_find_python_class(folder, name, "nnunetv2.training.nnUNetTrainer") is not None]
     assert not clashes
+
+BENCHMARK_TRAINERS = Path(__file__).resolve().parents[2] / "benchmarks" / "trainers"
+
+
+def benchmark_trainer_names() -> list[str]:
+    """Trainer classes defined (as real classes, greppable) in the benchmarks' nnUNet_extTrainer folder."""
+    return [node.name for path in sorted(BENCHMARK_TRAINERS.glob("*.py"))
+            for node in ast.parse(path.read_text()).body if isinstance(node, ast.ClassDef) and "Trainer" in node.name]
+
+
+@pytest.mark.parametrize("name", benchmark_trainer_names())
+def test_nnunet_finds_each_benchmark_trainer_by_name(name, monkeypatch):
+    monkeypatch.setenv("nnUNet_extTrainer", os.pathsep.join([str(BENCHMARK_TRAINERS), EXT_TRAINER_DIR]))
+    found = recursive_find_trainer_class_by_name(name)
+    assert found.__name__ == name and found.__module__ in {p.stem for p in BENCHMARK_TRAINERS.glob("*.py")}
+
+
+def test_benchmark_trainer_names_are_unique_and_new():
+    names = benchmark_trainer_names()
+    assert len(names) >= 20 and len(set(names)) == len(names)
+    assert not set(names) & set(trainers.__all__)
+
 
 def test_the_hook_is_a_file_of_the_installed_distribution():
     """pip records the hook, so `pip uninstall nnunet_mae` removes it; doctor looks for it under this name."""

@@ -1,0 +1,298 @@
+"""Label efficiency at equal fine-tuning time on Hippocampus: nnU-Net's CNN, Primus-S and the ViT-S from scratch
+against the ViT-S fine-tuned from its MAE encoder (UNETR-style and patch decoder), at 10% and 100% of the labels.
+
+    python benchmarks/label_efficiency.py                                   # CPU protocol, every stage
+    python benchmarks/label_efficiency.py --stages report                   # rebuild the table from finished runs
+    python benchmarks/label_efficiency.py --protocol gpu --device cuda      # adds nnU-Net's PrimusV3-S
+
+Stages, each skipped where its output exists, so an interrupted benchmark continues where it stopped:
+1. prepare: nnU-Net plans and preprocesses 3d_fullres; `splits_final.json` gets two folds: 0 = nnU-Net's fold 0
+   (160 training, 40 validation cases), 1 = a seeded 10% of fold 0's training cases, same validation cases. Any
+   nnU-Net trainer uses them with `-f 0` / `-f 1`.
+2. time: every arm's real `train_step` (one batch from its own loader, its own precision) timed side by side in
+   one process, interleaved; equal time = each arm's iteration count is `seconds_per_arm / its step time`.
+   The counts go to budget.json, so arms can run later, elsewhere or in parallel and still get equal time.
+3. pretrain: MAE pre-training once on fold 0's training images (labels unused; validation images never seen),
+   shared by every MAE arm, fraction and seed; its time is reported separately and amortised.
+4. runs: `nnUNetv2_train` per (fraction, seed, arm), 10% first; Dice from nnU-Net's final validation on the 40
+   validation cases (no test-time mirroring, every arm alike). `--c` continues an interrupted run.
+5. report: results.json, results.md and learning_curves.png in --out, from whatever has finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "Dataset004_Hippocampus"
+DATASET, CONFIGURATION = "Dataset004_Hippocampus", "3d_fullres"
+FRACTIONS = {"10%": (1, 0.1), "100%": (0, 1.0)}  # name -> (fold in splits_final.json, share of fold 0's cases)
+SUBSET_SEED = 0
+
+
+@dataclass(frozen=True)
+class Arm:
+    title: str
+    base: str  # the trainer timed in the 'time' stage (the arm's trainer without the benchmark budget)
+    trainer: str  # benchmarks/trainers/label_efficiency_trainers.py
+    pretraining: str | None = None
+    scratch: str | None = None  # the arm this one must beat
+    gpu_only: bool = False
+
+
+ARMS = {
+    "cnn": Arm("nnU-Net CNN (nnUNetTrainer)", "nnUNetTrainer", "nnUNetTrainer_le"),
+    "primus": Arm("Primus-S from scratch", "nnUNet_Primus_S_Trainer", "nnUNet_Primus_S_Trainer_le"),
+    "vit": Arm("ViT-S UNETR-style, scratch", "nnUNetTrainerViT", "nnUNetTrainerViT_le"),
+    "vit_patch": Arm("ViT-S patch decoder, scratch", "nnUNetTrainerViT_patchdec", "nnUNetTrainerViT_patchdec_le"),
+    "mae": Arm("ViT-S UNETR-style + MAE", "nnUNetTrainerMAEFinetune", "nnUNetTrainerMAEFinetune_le", "mae",
+               scratch="vit"),
+    "mae_patch": Arm("ViT-S patch decoder + MAE", "nnUNetTrainerMAEFinetune_patchdec",
+                     "nnUNetTrainerMAEFinetune_patchdec_le", "mae", scratch="vit_patch"),
+    "primusv3": Arm("PrimusV3-S from scratch", "nnUNet_PrimusV3S_Trainer", "nnUNet_PrimusV3S_Trainer_le",
+                    gpu_only=True),
+    "primusv3_mae": Arm("PrimusV3-S + MAE", "nnUNetTrainerMAEFinetune_PrimusV3S",
+                        "nnUNetTrainerMAEFinetune_PrimusV3S_le", "mae_primusv3", scratch="primusv3", gpu_only=True),
+}
+PRETRAININGS = {"mae": Arm("ViT-S MAE pre-training", "nnUNetTrainerMAEPretrain", "nnUNetTrainerMAEPretrain_le"),
+                "mae_primusv3": Arm("PrimusV3-S MAE pre-training", "nnUNetTrainerMAEPretrain_PrimusV3S",
+                                    "nnUNetTrainerMAEPretrain_PrimusV3S_le")}
+PROTOCOLS = {  # seconds of training per fine-tuning run / for the pre-training; epochs per run
+    "cpu": {"seconds_per_arm": 180, "pretrain_seconds": 600, "epochs": 8, "val_iterations": 3, "seeds_10": 2,
+            "seeds_100": 1},
+    "gpu": {"seconds_per_arm": 15, "pretrain_seconds": 50, "epochs": 10, "val_iterations": 5, "seeds_10": 2,
+            "seeds_100": 1},
+}
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="cpu")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--arms", help="comma-separated (default: every arm of the protocol)")
+    parser.add_argument("--stages", default="prepare,time,pretrain,runs,report")
+    parser.add_argument("--seconds_per_arm", type=float, help="override the protocol's equal-time budget")
+    parser.add_argument("--pretrain_seconds", type=float)
+    parser.add_argument("--timing_rounds", type=int, default=3)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/nnunet_mae_label_efficiency"))
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "label_efficiency")
+    parser.add_argument("--time_worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    settings = dict(PROTOCOLS[args.protocol])
+    for key in ("seconds_per_arm", "pretrain_seconds"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    args.settings = settings
+    default = [a for a, arm in ARMS.items() if args.protocol == "gpu" or not arm.gpu_only]
+    args.arms = args.arms.split(",") if args.arms else default
+    unknown = sorted(set(args.arms) - set(ARMS))
+    if unknown:
+        parser.error(f"unknown arm(s) {unknown}; choose from {sorted(ARMS)}")
+    return args
+
+
+def environment(args) -> dict:
+    trainers = str(HERE / "trainers")
+    return dict(os.environ, nnUNet_raw=str(args.work / "raw"), nnUNet_preprocessed=str(args.work / "preprocessed"),
+                nnUNet_results=str(args.work / "results"), LABEL_EFFICIENCY_BUDGET=str(args.work / "budget.json"),
+                nnUNet_extTrainer=os.pathsep.join(p for p in [trainers, os.environ.get("nnUNet_extTrainer")] if p))
+
+
+def run(command: list[str], env: dict, log: Path) -> float:
+    start = time.time()
+    print(f"$ {' '.join(command)}  (log: {log})", flush=True)
+    with open(log, "a") as f:
+        result = subprocess.run(command, env=env, stdout=f, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed; see {log}")
+    return time.time() - start
+
+
+# ----- stage 1: data and the two label fractions -------------------------------------------------------------------
+def prepare(args, env: dict) -> None:
+    for sub in ("raw", "preprocessed", "results", "logs", "records"):
+        (args.work / sub).mkdir(parents=True, exist_ok=True)
+    link = args.work / "raw" / DATASET
+    if not link.exists():
+        link.symlink_to(args.data.resolve())
+    base = args.work / "preprocessed" / DATASET
+    if not (base / f"nnUNetPlans_{CONFIGURATION}").is_dir():
+        run(["nnUNetv2_plan_and_preprocess", "-d", "4", "-c", CONFIGURATION, "-np", "2"], env,
+            args.work / "logs" / "plan.log")
+    splits_file = base / "splits_final.json"
+    splits = label_fraction_splits(sorted(p.name[:-len(".b2nd")] for p in (base / f"nnUNetPlans_{CONFIGURATION}")
+                                          .glob("*.b2nd") if not p.name.endswith("_seg.b2nd")))
+    if splits_file.is_file() and json.loads(splits_file.read_text()) != splits:
+        sys.exit(f"{splits_file} differs from this benchmark's split; move it away or use another --work.")
+    splits_file.write_text(json.dumps(splits, indent=1))
+
+
+def label_fraction_splits(cases: list[str]) -> list[dict]:
+    """Fold 0 = nnU-Net's default fold 0; then one fold per smaller fraction of its training cases, seeded."""
+    from nnunet_mae.training.splits import NNUNET_FOLDS, NNUNET_SPLIT_SEED
+    from nnunetv2.utilities.crossval_split import generate_crossval_split
+
+    fold0 = generate_crossval_split(cases, seed=NNUNET_SPLIT_SEED, n_splits=NNUNET_FOLDS)[0]
+    folds = [None] * len(FRACTIONS)
+    for fold, share in FRACTIONS.values():
+        count = max(1, round(share * len(fold0["train"])))
+        chosen = np.random.default_rng(SUBSET_SEED).choice(sorted(fold0["train"]), size=count, replace=False)
+        folds[fold] = {"train": sorted(str(c) for c in chosen), "val": sorted(fold0["val"])}
+    return folds
+
+
+# ----- stage 2: step times side by side, then the equal-time budget -------------------------------------------------
+def time_worker(args) -> None:
+    """In one process: each trainer's own train_step on one batch of its own loader, interleaved over rounds."""
+    import torch
+    from batchgenerators.utilities.file_and_folder_operations import load_json
+    from step_speed import find_trainer_class, machine_info
+
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    base = Path(os.environ["nnUNet_preprocessed"], DATASET)
+    names = [ARMS[a].base for a in args.arms] + [p.base for p in needed_pretrainings(args)]
+    steps = {}
+    for name in names:
+        plans = {**load_json(base / "nnUNetPlans.json"), "continue_training": False}  # as nnUNetv2_train passes it
+        trainer = find_trainer_class(name)(plans=plans, configuration=CONFIGURATION, fold=0,
+                                           dataset_json=load_json(base / "dataset.json"), device=device)
+        trainer.initialize()
+        trainer.dataloader_train, trainer.dataloader_val = trainer.get_dataloaders()
+        trainer.on_train_epoch_start()
+        batch = next(trainer.dataloader_train)
+        steps[name] = (trainer, batch)
+        trainer.train_step(batch)  # warm-up
+    times = {name: [] for name in names}
+    for _ in range(args.timing_rounds):
+        for name, (trainer, batch) in steps.items():
+            sync()
+            start = time.perf_counter()
+            trainer.train_step(batch)
+            sync()
+            times[name].append(time.perf_counter() - start)
+    result = {"machine": machine_info(args.device), "rounds": args.timing_rounds, "step_seconds": {
+        n: float(np.median(t)) for n, t in times.items()}, "all_seconds": times,
+        "batch_size": {n: int(s[0].batch_size) for n, s in steps.items()}}
+    (args.work / "step_times.json").write_text(json.dumps(result, indent=1))
+
+
+def needed_pretrainings(args) -> list[Arm]:
+    return [PRETRAININGS[k] for k in sorted({ARMS[a].pretraining for a in args.arms} - {None})]
+
+
+def time_arms(args, env: dict) -> None:
+    if not (args.work / "step_times.json").is_file():
+        run([sys.executable, __file__, "--time_worker", "--device", args.device, "--protocol", args.protocol,
+             "--arms", ",".join(args.arms), "--work", str(args.work),
+             "--timing_rounds", str(args.timing_rounds)],
+            dict(env, nnUNet_results=str(args.work / "timing_results"), nnUNet_n_proc_DA="0",
+                 PYTHONPATH=os.pathsep.join(p for p in [str(HERE), env.get("PYTHONPATH")] if p)),
+            args.work / "logs" / "time.log")
+    measured = json.loads((args.work / "step_times.json").read_text())
+    missing = [a for a in args.arms if ARMS[a].base not in measured["step_seconds"]]
+    if missing:
+        sys.exit(f"{args.work / 'step_times.json'} has no step time for {missing}: delete it to time all arms again.")
+    settings, budget = args.settings, {"iterations_per_epoch": {}, "total_iterations": {}}
+    for arm in [ARMS[a] for a in args.arms] + needed_pretrainings(args):
+        seconds = settings["pretrain_seconds"] if arm in PRETRAININGS.values() else settings["seconds_per_arm"]
+        per_epoch = max(1, round(seconds / measured["step_seconds"][arm.base] / settings["epochs"]))
+        budget["iterations_per_epoch"][arm.trainer] = per_epoch
+        budget["total_iterations"][arm.trainer] = per_epoch * settings["epochs"]
+    budget.update(epochs=settings["epochs"], val_iterations=settings["val_iterations"], settings=settings,
+                  step_seconds=measured["step_seconds"], machine=measured["machine"])
+    path = args.work / "budget.json"
+    if path.is_file() and json.loads(path.read_text())["iterations_per_epoch"] != budget["iterations_per_epoch"]:
+        sys.exit(f"{path} holds another budget (other settings or step times): runs already trained with it would "
+                 f"not be comparable. Use another --work, or delete {path} and the runs.")
+    path.write_text(json.dumps(budget, indent=1))
+    for arm, n in budget["total_iterations"].items():
+        print(f"{arm}: {n} iterations", flush=True)
+
+
+# ----- stages 3 and 4: nnU-Net's own command line --------------------------------------------------------------------
+def train(args, env: dict, trainer: str, fold: int, results: Path, log: Path) -> None:
+    folder = results / DATASET / f"{trainer}__nnUNetPlans__{CONFIGURATION}" / f"fold_{fold}"
+    if (folder / "validation" / "summary.json").is_file() or (folder / "checkpoint_final.pth").is_file() and \
+            trainer in [p.trainer for p in PRETRAININGS.values()]:
+        return
+    resume = ["--c"] if (folder / "checkpoint_latest.pth").is_file() or (folder / "checkpoint_final.pth").is_file() \
+        else []
+    run(["nnUNetv2_train", "4", CONFIGURATION, str(fold), "-tr", trainer, "-device", args.device] + resume,
+        dict(env, nnUNet_results=str(results)), log)
+
+
+def pretrain(args, env: dict) -> None:
+    for key in sorted({ARMS[a].pretraining for a in args.arms} - {None}):
+        train(args, dict(env, LABEL_EFFICIENCY_SEED="0"), PRETRAININGS[key].trainer, 0,
+              args.work / "results" / "pretraining", args.work / "logs" / f"pretrain_{key}.log")
+
+
+def pretrained_checkpoint(args, key: str) -> Path:
+    return (args.work / "results" / "pretraining" / DATASET /
+            f"{PRETRAININGS[key].trainer}__nnUNetPlans__{CONFIGURATION}" / "fold_0" / "checkpoint_final.pth")
+
+
+def planned_runs(args) -> list[tuple[str, int, str]]:
+    """(fraction, seed, arm), the 10% fraction first, one seed of every arm before the next seed."""
+    s = args.settings
+    order = [("10%", 0), ("100%", 0)] + [("10%", k) for k in range(1, s["seeds_10"])] + [
+        ("100%", k) for k in range(1, s["seeds_100"])]
+    return [(fraction, seed, arm) for fraction, seed in order for arm in args.arms]
+
+
+def run_folder(args, fraction: str, seed: int, arm: str) -> Path:
+    return (args.work / "results" / f"seed{seed}" / DATASET / f"{ARMS[arm].trainer}__nnUNetPlans__{CONFIGURATION}" /
+            f"fold_{FRACTIONS[fraction][0]}")
+
+
+def runs(args, env: dict) -> None:
+    for fraction, seed, arm in planned_runs(args):
+        spec = ARMS[arm]
+        run_env = dict(env, LABEL_EFFICIENCY_SEED=str(seed))
+        if spec.pretraining:
+            run_env["nnUNet_MAE_pretrained"] = str(pretrained_checkpoint(args, spec.pretraining))
+        train(args, run_env, spec.trainer, FRACTIONS[fraction][0], args.work / "results" / f"seed{seed}",
+              args.work / "logs" / f"{arm}_{fraction[:-1]}pct_seed{seed}.log")
+        print(f"done: {arm} {fraction} seed {seed}", flush=True)
+        from label_efficiency_report import collect, write_report
+
+        write_report(collect(args), args.out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    sys.path.insert(0, str(HERE))
+    env = environment(args)
+    if args.time_worker:
+        time_worker(args)
+        return 0
+    stages = args.stages.split(",")
+    args.out.mkdir(parents=True, exist_ok=True)
+    if "prepare" in stages:
+        prepare(args, env)
+    if "time" in stages:
+        time_arms(args, env)
+    if "pretrain" in stages:
+        pretrain(args, env)
+    if "runs" in stages:
+        runs(args, env)
+    if "report" in stages:
+        from label_efficiency_report import collect, write_report
+
+        write_report(collect(args), args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

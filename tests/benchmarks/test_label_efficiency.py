@@ -1,0 +1,48 @@
+"""benchmarks/label_efficiency.py: the label-fraction split nnU-Net's own trainers read, and the equal-iteration view."""
+
+import sys
+from pathlib import Path
+
+from nnunetv2.utilities.crossval_split import generate_crossval_split
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import label_efficiency  # noqa: E402
+import label_efficiency_report  # noqa: E402
+
+
+def test_fractions_are_seeded_subsets_of_nnunets_fold_0_with_its_validation_cases():
+    cases = [f"case_{i:03d}" for i in range(200)]
+    splits = label_efficiency.label_fraction_splits(cases)
+    fold0 = generate_crossval_split(cases, seed=12345, n_splits=5)[0]
+    full, tenth = (splits[label_efficiency.FRACTIONS[f][0]] for f in ("100%", "10%"))
+    assert sorted(full["train"]) == sorted(fold0["train"]) and sorted(full["val"]) == sorted(fold0["val"])
+    assert len(tenth["train"]) == 16 and set(tenth["train"]) < set(full["train"])
+    assert tenth["val"] == full["val"]
+    assert label_efficiency.label_fraction_splits(cases) == splits  # seeded: the same cases every time
+
+
+def test_pseudo_dice_at_equal_iterations_takes_the_last_epoch_within_the_count():
+    run = {"iterations_per_epoch": 10, "pseudo_dice": [0.1, 0.2, 0.3, 0.4]}
+    assert label_efficiency_report.pseudo_dice_at(run, 25) == 0.2
+    assert label_efficiency_report.pseudo_dice_at(run, 400) == 0.4
+    assert label_efficiency_report.pseudo_dice_at(run, 9) is None
+
+
+def test_every_arm_trains_its_base_trainer_with_the_equal_time_budget(monkeypatch):
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    from nnunet_mae.nnunet_ext import EXT_TRAINER_DIR
+
+    folder = Path(label_efficiency.__file__).parent / "trainers"
+    monkeypatch.setenv("nnUNet_extTrainer", f"{folder}:{EXT_TRAINER_DIR}")
+    sys.path.insert(0, str(folder))
+    from label_efficiency_trainers import EqualTime
+
+    for arm in [*label_efficiency.ARMS.values(), *label_efficiency.PRETRAININGS.values()]:
+        trainer, base = (recursive_find_trainer_class_by_name(n) for n in (arm.trainer, arm.base))
+        assert trainer.__mro__[1].__name__ == EqualTime.__name__ and trainer.__mro__[2] is base
+        assert arm.pretraining is None or arm.pretraining in label_efficiency.PRETRAININGS
+    for arm in label_efficiency.ARMS.values():
+        assert (arm.pretraining is None) == (arm.scratch is None)
+        if arm.scratch:
+            assert label_efficiency.ARMS[arm.scratch].pretraining is None
