@@ -27,52 +27,18 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from label_efficiency_protocol import (ARMS, CONFIGURATION, DATASET, FRACTIONS, PRETRAININGS,  # noqa: E402
+                                       PROTOCOLS, SUBSET_SEED, needed_pretrainings, planned_runs,
+                                       pretrained_checkpoint)
+from label_efficiency_report import collect, write_report  # noqa: E402
+
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "Dataset004_Hippocampus"
-DATASET, CONFIGURATION = "Dataset004_Hippocampus", "3d_fullres"
-FRACTIONS = {"10%": (1, 0.1), "100%": (0, 1.0)}  # name -> (fold in splits_final.json, share of fold 0's cases)
-SUBSET_SEED = 0
-
-
-@dataclass(frozen=True)
-class Arm:
-    title: str
-    base: str  # the trainer timed in the 'time' stage (the arm's trainer without the benchmark budget)
-    trainer: str  # benchmarks/trainers/label_efficiency_trainers.py
-    pretraining: str | None = None
-    scratch: str | None = None  # the arm this one must beat
-    gpu_only: bool = False
-
-
-ARMS = {
-    "cnn": Arm("nnU-Net CNN (nnUNetTrainer)", "nnUNetTrainer", "nnUNetTrainer_le"),
-    "primus": Arm("Primus-S from scratch", "nnUNet_Primus_S_Trainer", "nnUNet_Primus_S_Trainer_le"),
-    "vit": Arm("ViT-S UNETR-style, scratch", "nnUNetTrainerViT", "nnUNetTrainerViT_le"),
-    "vit_patch": Arm("ViT-S patch decoder, scratch", "nnUNetTrainerViT_patchdec", "nnUNetTrainerViT_patchdec_le"),
-    "mae": Arm("ViT-S UNETR-style + MAE", "nnUNetTrainerMAEFinetune", "nnUNetTrainerMAEFinetune_le", "mae",
-               scratch="vit"),
-    "mae_patch": Arm("ViT-S patch decoder + MAE", "nnUNetTrainerMAEFinetune_patchdec",
-                     "nnUNetTrainerMAEFinetune_patchdec_le", "mae", scratch="vit_patch"),
-    "primusv3": Arm("PrimusV3-S from scratch", "nnUNet_PrimusV3S_Trainer", "nnUNet_PrimusV3S_Trainer_le",
-                    gpu_only=True),
-    "primusv3_mae": Arm("PrimusV3-S + MAE", "nnUNetTrainerMAEFinetune_PrimusV3S",
-                        "nnUNetTrainerMAEFinetune_PrimusV3S_le", "mae_primusv3", scratch="primusv3", gpu_only=True),
-}
-PRETRAININGS = {"mae": Arm("ViT-S MAE pre-training", "nnUNetTrainerMAEPretrain", "nnUNetTrainerMAEPretrain_le"),
-                "mae_primusv3": Arm("PrimusV3-S MAE pre-training", "nnUNetTrainerMAEPretrain_PrimusV3S",
-                                    "nnUNetTrainerMAEPretrain_PrimusV3S_le")}
-PROTOCOLS = {  # seconds of training per fine-tuning run / for the pre-training; epochs per run
-    "cpu": {"seconds_per_arm": 180, "pretrain_seconds": 600, "epochs": 8, "val_iterations": 3, "seeds_10": 2,
-            "seeds_100": 1},
-    "gpu": {"seconds_per_arm": 15, "pretrain_seconds": 50, "epochs": 10, "val_iterations": 5, "seeds_10": 2,
-            "seeds_100": 1},
-}
-
 
 def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -187,10 +153,6 @@ def time_worker(args) -> None:
     (args.work / "step_times.json").write_text(json.dumps(result, indent=1))
 
 
-def needed_pretrainings(args) -> list[Arm]:
-    return [PRETRAININGS[k] for k in sorted({ARMS[a].pretraining for a in args.arms} - {None})]
-
-
 def time_arms(args, env: dict) -> None:
     if not (args.work / "step_times.json").is_file():
         run([sys.executable, __file__, "--time_worker", "--device", args.device, "--protocol", args.protocol,
@@ -238,24 +200,6 @@ def pretrain(args, env: dict) -> None:
               args.work / "results" / "pretraining", args.work / "logs" / f"pretrain_{key}.log")
 
 
-def pretrained_checkpoint(args, key: str) -> Path:
-    return (args.work / "results" / "pretraining" / DATASET /
-            f"{PRETRAININGS[key].trainer}__nnUNetPlans__{CONFIGURATION}" / "fold_0" / "checkpoint_final.pth")
-
-
-def planned_runs(args) -> list[tuple[str, int, str]]:
-    """(fraction, seed, arm), the 10% fraction first, one seed of every arm before the next seed."""
-    s = args.settings
-    order = [("10%", 0), ("100%", 0)] + [("10%", k) for k in range(1, s["seeds_10"])] + [
-        ("100%", k) for k in range(1, s["seeds_100"])]
-    return [(fraction, seed, arm) for fraction, seed in order for arm in args.arms]
-
-
-def run_folder(args, fraction: str, seed: int, arm: str) -> Path:
-    return (args.work / "results" / f"seed{seed}" / DATASET / f"{ARMS[arm].trainer}__nnUNetPlans__{CONFIGURATION}" /
-            f"fold_{FRACTIONS[fraction][0]}")
-
-
 def runs(args, env: dict) -> None:
     for fraction, seed, arm in planned_runs(args):
         spec = ARMS[arm]
@@ -265,14 +209,11 @@ def runs(args, env: dict) -> None:
         train(args, run_env, spec.trainer, FRACTIONS[fraction][0], args.work / "results" / f"seed{seed}",
               args.work / "logs" / f"{arm}_{fraction[:-1]}pct_seed{seed}.log")
         print(f"done: {arm} {fraction} seed {seed}", flush=True)
-        from label_efficiency_report import collect, write_report
-
         write_report(collect(args), args.out)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    sys.path.insert(0, str(HERE))
     env = environment(args)
     if args.time_worker:
         time_worker(args)
@@ -288,8 +229,6 @@ def main(argv: list[str] | None = None) -> int:
     if "runs" in stages:
         runs(args, env)
     if "report" in stages:
-        from label_efficiency_report import collect, write_report
-
         write_report(collect(args), args.out)
     return 0
 

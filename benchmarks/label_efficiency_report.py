@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from label_efficiency import ARMS, DATASET, FRACTIONS, PRETRAININGS, planned_runs, pretrained_checkpoint, run_folder
+from label_efficiency_protocol import ARMS, DATASET, FRACTIONS, PRETRAININGS, planned_runs, pretrained_checkpoint, run_folder
 
 from nnunet_mae.transfer.checkpoint_io import safe_torch_load
 
@@ -134,7 +134,8 @@ def plot(results: dict, path: Path) -> None:
                     label=f"{ARMS[r['arm']].title}, seed {r['seed']}")
         ax.set_title(f"{fraction} of the labels")
         ax.set_xlabel("training seconds")
-        ax.legend(fontsize=7)
+        if ax.lines:
+            ax.legend(fontsize=7)
     axes[0].set_ylabel("pseudo Dice (nnU-Net's online validation)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -14,18 +14,17 @@ import os
 import shlex
 from pathlib import Path
 
-import numpy as np
 import torch
 from nnunetv2.paths import nnUNet_results
 
-from nnunet_mae.architectures.tokens import token_grid
 from nnunet_mae.data.dataset_json import channel_names
 from nnunet_mae.training.distributed import unwrap_network
 from nnunet_mae.training.backbones import PrimusV3SBackbone
 from nnunet_mae.training.schedules import BF16, FP32, Epochs5, Epochs50, Epochs250, Smoke
 from nnunet_mae.training.vit_trainer import nnUNetTrainerViT
-from nnunet_mae.transfer.checkpoint_io import METADATA_KEY, load_checkpoint_file
-from nnunet_mae.transfer.encoder_transfer import TransferError, transfer_encoder_weights
+from nnunet_mae.transfer.checkpoint_io import load_checkpoint_file
+from nnunet_mae.transfer.encoder_transfer import transfer_encoder_weights
+from nnunet_mae.transfer.metadata import TransferMetadata
 
 PRETRAINED_ENV = "nnUNet_MAE_pretrained"
 
@@ -61,11 +60,7 @@ class nnUNetTrainerMAEFinetune(nnUNetTrainerViT):
         final = folder / "checkpoint_final.pth"
         if final.is_file():
             return final
-        dataset_id = self.plans_manager.dataset_name
-        command = shlex.join(["nnUNetv2_train", dataset_id, self.pretraining_configuration(), "all", "-tr",
-                              self.pretrain_trainer_name]
-                             + ([] if self.plans_manager.plans_name == "nnUNetPlans" else
-                                ["-p", self.plans_manager.plans_name]))
+        command = self.pretraining_command()
         found = sorted(p.name for p in folder.glob("checkpoint_*.pth")) if folder.is_dir() else []
         hint = (f" Found only {', '.join(found)}: the pre-training has not finished; finish it with `{command} --c`."
                 if found else f" Run the pre-training first: `{command}`.")
@@ -81,56 +76,21 @@ class nnUNetTrainerMAEFinetune(nnUNetTrainerViT):
     def load_pretrained_encoder(self) -> None:
         path = self.find_pretrained_checkpoint()
         checkpoint = load_checkpoint_file(path)
-        metadata = checkpoint.get(METADATA_KEY)
-        if metadata is None:
-            raise TransferError(f"{path} carries no '{METADATA_KEY}' metadata: it was not written by an nnunet_mae "
-                                f"trainer. Pre-train with {self.pretrain_trainer_name}, or load nnU-Net weights with "
-                                f"`nnUNetv2_train ... -pretrained_weights FILE` and a trainer whose network matches.")
-        self.check_same_encoder_settings(metadata, path)
-        own = self.network_kwargs(self.configuration_manager, self.num_input_channels,
-                                  self.label_manager.num_segmentation_heads)
+        metadata = TransferMetadata.from_checkpoint(checkpoint, path, self.pretrain_trainer_name)
+        own = self.transfer_metadata()
+        metadata.check_fits(own, self.backbone_family().encoder_settings, path, self.pretraining_command())
         report = transfer_encoder_weights(checkpoint["network_weights"], unwrap_network(self.network),
-                                          source_grid=metadata["token_grid"],
-                                          target_grid=token_grid(own["input_shape"], own["token_size"]),
+                                          source_grid=metadata.token_grid, target_grid=own.token_grid,
                                           image_channels=len(channel_names(self.dataset_json)))
         report.raise_if_incomplete(str(path))
         self.print_to_log_file(f"Pre-trained encoder loaded from {path} ({self.pretrained_checkpoint_reason(path)}; "
-                               f"pre-trained by {metadata['trainer_name']} "
-                               f"on {metadata['dataset_name']} {metadata['configuration']}, patch "
-                               f"{metadata['patch_size']}).\n{report.format()}")
+                               f"{metadata.describe()}).\n{report.format()}")
 
-    def check_same_encoder_settings(self, metadata: dict, path: Path) -> None:
-        """Refuse a checkpoint of another dimensionality, backbone, size or token size before touching any weight."""
-        pretrained = metadata.get("network_kwargs", {})
-        own = self.network_kwargs(self.configuration_manager, self.num_input_channels,
-                                  self.label_manager.num_segmentation_heads)
-        theirs_ndim, own_ndim = len(np.atleast_1d(pretrained.get("input_shape", own["input_shape"]))), len(
-            own["input_shape"])
-        if theirs_ndim != own_ndim:
-            raise TransferError(
-                f"{path} holds a {theirs_ndim}D encoder (pre-trained on configuration "
-                f"{metadata.get('configuration')!r} of {metadata.get('dataset_name')}); {self.configuration_name!r} "
-                f"needs a {own_ndim}D one. Pre-train on the configuration you fine-tune: `"
-                + shlex.join(["nnUNetv2_train", self.plans_manager.dataset_name, self.pretraining_configuration(),
-                              "all", "-tr", self.pretrain_trainer_name]) + "`.")
-        backbone = metadata.get("backbone", "vit")  # checkpoints before 0.3 hold ViTs only
-        if backbone != self.backbone:
-            raise TransferError(
-                f"{path} holds a {backbone} encoder (pre-trained by {metadata.get('trainer_name')}); "
-                f"{self.__class__.__name__} builds a {self.backbone} network. Fine-tune with the fine-tuning trainer "
-                f"of the same backbone (e.g. nnUNetTrainerMAEFinetune for a ViT, nnUNetTrainerMAEFinetune_PrimusV3S "
-                f"for PrimusV3-S).")
-        keys = self.backbone_family().encoder_settings
-        differing = [k for k in keys if k in pretrained and tuple(np.atleast_1d(pretrained[k])) != tuple(
-            np.atleast_1d(own[k]))]
-        if differing:
-            theirs = ", ".join(f"{k} {pretrained[k]}" for k in differing)
-            ours = ", ".join(f"{k} {own[k]}" for k in differing)
-            raise TransferError(
-                f"{path} was pre-trained by {metadata.get('trainer_name')} with {theirs}; {self.__class__.__name__} "
-                f"builds {ours}. Fine-tune with a trainer of the same size and token size (class attributes "
-                f"vit_preset / primus_size / token_size, e.g. a subclass with vit_preset = 'T'), or pre-train again "
-                f"with this size.")
+    def pretraining_command(self) -> str:
+        return shlex.join(["nnUNetv2_train", self.plans_manager.dataset_name, self.pretraining_configuration(), "all",
+                           "-tr", self.pretrain_trainer_name]
+                          + ([] if self.plans_manager.plans_name == "nnUNetPlans" else
+                             ["-p", self.plans_manager.plans_name]))
 
     def on_train_start(self):
         if not self.was_initialized:

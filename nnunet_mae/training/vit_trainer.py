@@ -36,8 +36,7 @@ from nnunet_mae.training.seeding import seed_everything
 from nnunet_mae.training.splits import NNUNET_FOLDS, check_split_file, write_default_split
 from nnunet_mae.training.stock_pretrained import route_pretrained_weights_through
 from nnunet_mae.transfer.checkpoint_io import METADATA_KEY, atomic_target, remove_stray_temporaries, safe_torch_load
-
-METADATA_FORMAT_VERSION = 1
+from nnunet_mae.transfer.metadata import TransferMetadata
 
 
 def planned_patch_for_tokens(patch_size, token_size, configuration_name: str = "") -> tuple[int, ...]:
@@ -259,27 +258,19 @@ class nnUNetTrainerViT(nnUNetTrainer):
         return f"{where}. Training stopped; {kept}. {fix}"
 
     # ----- checkpoints ----------------------------------------------------------------------------------------
-    def transfer_metadata(self) -> dict:
+    def transfer_metadata(self) -> TransferMetadata:
         """What weight transfer needs to know about this network, stored in every checkpoint."""
         kwargs = self.network_kwargs(self.configuration_manager, self.num_input_channels,
                                      self.label_manager.num_segmentation_heads)
-        return {
-            "format_version": METADATA_FORMAT_VERSION,
-            "trainer_name": self.__class__.__name__,
-            "backbone": self.backbone,
-            "network_kwargs": kwargs,
-            "token_grid": token_grid(kwargs["input_shape"], kwargs["token_size"]),
-            "token_order": TOKEN_ORDER,
-            "patch_size": list(self.configuration_manager.patch_size),
-            "spacing": list(self.configuration_manager.spacing),
-            "normalization_schemes": list(self.configuration_manager.normalization_schemes),
-            "use_mask_for_norm": list(self.configuration_manager.use_mask_for_norm),
-            "channel_names": channel_names(self.dataset_json),
-            "input_channels": self.num_input_channels,
-            "dataset_name": self.plans_manager.dataset_name,
-            "configuration": self.configuration_name,
-            "masking": self.masking_metadata(),
-        }
+        return TransferMetadata(
+            trainer_name=self.__class__.__name__, backbone=self.backbone, network_kwargs=kwargs,
+            token_grid=token_grid(kwargs["input_shape"], kwargs["token_size"]), token_order=TOKEN_ORDER,
+            patch_size=list(self.configuration_manager.patch_size), spacing=list(self.configuration_manager.spacing),
+            normalization_schemes=list(self.configuration_manager.normalization_schemes),
+            use_mask_for_norm=list(self.configuration_manager.use_mask_for_norm),
+            channel_names=channel_names(self.dataset_json), input_channels=self.num_input_channels,
+            dataset_name=self.plans_manager.dataset_name, configuration=self.configuration_name,
+            masking=self.masking_metadata())
 
     def masking_metadata(self) -> dict | None:
         return None
@@ -298,7 +289,7 @@ class nnUNetTrainerViT(nnUNetTrainer):
                 super().save_checkpoint(tmp)
                 if self.local_rank == 0 and not self.disable_checkpointing:
                     checkpoint = safe_torch_load(tmp)
-                    checkpoint[METADATA_KEY] = self.transfer_metadata()
+                    checkpoint[METADATA_KEY] = self.transfer_metadata().to_dict()
                     torch.save(checkpoint, tmp)
         except (OSError, RuntimeError) as e:
             folder = os.path.dirname(os.path.abspath(filename))

@@ -7,6 +7,7 @@ from nnunetv2.utilities.crossval_split import generate_crossval_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import label_efficiency  # noqa: E402
+import label_efficiency_protocol  # noqa: E402
 import label_efficiency_report  # noqa: E402
 
 
@@ -14,7 +15,7 @@ def test_fractions_are_seeded_subsets_of_nnunets_fold_0_with_its_validation_case
     cases = [f"case_{i:03d}" for i in range(200)]
     splits = label_efficiency.label_fraction_splits(cases)
     fold0 = generate_crossval_split(cases, seed=12345, n_splits=5)[0]
-    full, tenth = (splits[label_efficiency.FRACTIONS[f][0]] for f in ("100%", "10%"))
+    full, tenth = (splits[label_efficiency_protocol.FRACTIONS[f][0]] for f in ("100%", "10%"))
     assert sorted(full["train"]) == sorted(fold0["train"]) and sorted(full["val"]) == sorted(fold0["val"])
     assert len(tenth["train"]) == 16 and set(tenth["train"]) < set(full["train"])
     assert tenth["val"] == full["val"]
@@ -38,11 +39,11 @@ def test_every_arm_trains_its_base_trainer_with_the_equal_time_budget(monkeypatc
     sys.path.insert(0, str(folder))
     from label_efficiency_trainers import EqualTime
 
-    for arm in [*label_efficiency.ARMS.values(), *label_efficiency.PRETRAININGS.values()]:
+    for arm in [*label_efficiency_protocol.ARMS.values(), *label_efficiency_protocol.PRETRAININGS.values()]:
         trainer, base = (recursive_find_trainer_class_by_name(n) for n in (arm.trainer, arm.base))
         assert trainer.__mro__[1].__name__ == EqualTime.__name__ and trainer.__mro__[2] is base
-        assert arm.pretraining is None or arm.pretraining in label_efficiency.PRETRAININGS
-    for arm in label_efficiency.ARMS.values():
+        assert arm.pretraining is None or arm.pretraining in label_efficiency_protocol.PRETRAININGS
+    for arm in label_efficiency_protocol.ARMS.values():
         assert (arm.pretraining is None) == (arm.scratch is None)
         if arm.scratch:
-            assert label_efficiency.ARMS[arm.scratch].pretraining is None
+            assert label_efficiency_protocol.ARMS[arm.scratch].pretraining is None

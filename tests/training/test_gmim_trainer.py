@@ -131,7 +131,7 @@ def test_validation_loss_is_reconstruction_only_and_reproducible(trainer):
 
 
 def test_metadata_and_encoder_fits_finetuning(trainer):
-    meta = trainer.transfer_metadata()["masking"]
+    meta = trainer.transfer_metadata().masking
     assert meta == {"type": "gmim", "base_ratio": 0.5, "spread": 0.3, "hierarchical_probability": 0.3,
                     "hierarchical_ratios": [0.25, 0.125, 0.0625], "remask_after_blocks": [2, 5, 8],
                     "siamese_weight": 0.005, "off_diagonal_weight": 0.005, "normalize_targets": False}

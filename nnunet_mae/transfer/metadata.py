@@ -1,0 +1,98 @@
+"""The `nnunet_mae` entry of every checkpoint: what weight transfer needs to know about the network that wrote it,
+and the check whether an encoder of one checkpoint fits another network, before any tensor is touched.
+
+Written by every trainer of the package (`nnUNetTrainerViT.transfer_metadata`), read by the fine-tuning trainers.
+Stored as a plain dict (format_version 1), so checkpoints stay readable with `weights_only=True`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, asdict, dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from nnunet_mae.transfer.checkpoint_io import METADATA_KEY
+from nnunet_mae.transfer.encoder_transfer import TransferError
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class TransferMetadata:
+    trainer_name: str
+    network_kwargs: dict
+    token_grid: tuple[int, ...]
+    token_order: str
+    patch_size: list[int]
+    spacing: list[float]
+    normalization_schemes: list[str]
+    use_mask_for_norm: list[bool]
+    channel_names: list[str]
+    input_channels: int
+    dataset_name: str
+    configuration: str
+    masking: dict | None = None
+    backbone: str = "vit"  # checkpoints written before PrimusV3 hold ViTs and have no entry
+    format_version: int = FORMAT_VERSION
+    extra: dict = field(default_factory=dict)  # entries of newer versions, kept when a checkpoint is rewritten
+
+    def to_dict(self) -> dict:
+        values = asdict(self)
+        extra = values.pop("extra")
+        return {**extra, **values}
+
+    @classmethod
+    def from_dict(cls, values: Mapping, path="the checkpoint") -> "TransferMetadata":
+        known = set(cls.__dataclass_fields__) - {"extra"}
+        required = {k for k, f in cls.__dataclass_fields__.items() if f.default is f.default_factory is MISSING}
+        missing = sorted(required - set(values))
+        if missing:
+            raise TransferError(f"The '{METADATA_KEY}' metadata of {path} lacks {', '.join(missing)}: it was written by "
+                                f"another version of nnunet_mae. Pre-train again with this version.")
+        return cls(**{k: v for k, v in values.items() if k in known},
+                   extra={k: v for k, v in values.items() if k not in known})
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Mapping, path, pretrain_trainer_name: str) -> "TransferMetadata":
+        values = checkpoint.get(METADATA_KEY)
+        if values is None:
+            raise TransferError(f"{path} carries no '{METADATA_KEY}' metadata: it was not written by an nnunet_mae "
+                                f"trainer. Pre-train with {pretrain_trainer_name}, or load nnU-Net weights with "
+                                f"`nnUNetv2_train ... -pretrained_weights FILE` and a trainer whose network matches.")
+        return cls.from_dict(values, path)
+
+    @property
+    def spatial_dims(self) -> int:
+        """Of the network built (its input_shape), which is what the weights fit."""
+        return len(np.atleast_1d(self.network_kwargs.get("input_shape", self.patch_size)))
+
+    def describe(self) -> str:
+        return (f"pre-trained by {self.trainer_name} on {self.dataset_name} {self.configuration}, patch "
+                f"{self.patch_size}")
+
+    def check_fits(self, own: "TransferMetadata", encoder_settings: Sequence[str], path, pretrain_command: str
+                   ) -> None:
+        """Raise a TransferError saying what differs and what to do when this (pre-trained) encoder cannot be
+        loaded into the network `own` describes: dimensionality, backbone, then the backbone's `encoder_settings`."""
+        theirs_ndim, own_ndim = self.spatial_dims, own.spatial_dims
+        if theirs_ndim != own_ndim:
+            raise TransferError(
+                f"{path} holds a {theirs_ndim}D encoder (pre-trained on configuration {self.configuration!r} of "
+                f"{self.dataset_name}); {own.configuration!r} needs a {own_ndim}D one. Pre-train on the configuration "
+                f"you fine-tune: `{pretrain_command}`.")
+        if self.backbone != own.backbone:
+            raise TransferError(
+                f"{path} holds a {self.backbone} encoder (pre-trained by {self.trainer_name}); {own.trainer_name} "
+                f"builds a {own.backbone} network. Fine-tune with the fine-tuning trainer of the same backbone (e.g. "
+                f"nnUNetTrainerMAEFinetune for a ViT, nnUNetTrainerMAEFinetune_PrimusV3S for PrimusV3-S).")
+        theirs_kwargs, own_kwargs = self.network_kwargs, own.network_kwargs
+        differing = [k for k in encoder_settings if k in theirs_kwargs and
+                     tuple(np.atleast_1d(theirs_kwargs[k])) != tuple(np.atleast_1d(own_kwargs[k]))]
+        if differing:
+            theirs = ", ".join(f"{k} {theirs_kwargs[k]}" for k in differing)
+            ours = ", ".join(f"{k} {own_kwargs[k]}" for k in differing)
+            raise TransferError(
+                f"{path} was pre-trained by {self.trainer_name} with {theirs}; {own.trainer_name} builds {ours}. "
+                f"Fine-tune with a trainer of the same size and token size (class attributes vit_preset / "
+                f"primus_size / token_size, e.g. a subclass with vit_preset = 'T'), or pre-train again with this size.")
