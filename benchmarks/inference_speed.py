@@ -27,7 +27,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from step_speed import CONFIGURATION, DATASET, SHORT, find_trainer_class, machine_info  # noqa: E402
+from common import CONFIGURATION, DATASET, SHORT, find_trainer_class, machine_info  # noqa: E402
 
 TRAINERS = ["nnUNetTrainer", "nnUNet_Primus_S_Trainer", "nnUNetTrainerViT", "nnUNetTrainerViT_patchdec"]
 

@@ -33,12 +33,12 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from label_efficiency_protocol import (ARMS, CONFIGURATION, DATASET, FRACTIONS, PRETRAININGS,  # noqa: E402
+from common import CONFIGURATION, DATASET, DEFAULT_DATA, find_trainer_class, machine_info  # noqa: E402
+from label_efficiency_protocol import (ARMS, FRACTIONS, PRETRAININGS,  # noqa: E402
                                        PROTOCOLS, SUBSET_SEED, needed_pretrainings, planned_runs,
                                        pretrained_checkpoint)
 from label_efficiency_report import collect, write_report  # noqa: E402
 
-DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "Dataset004_Hippocampus"
 
 def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -122,7 +122,6 @@ def time_worker(args) -> None:
     """In one process: each trainer's own train_step on one batch of its own loader, interleaved over rounds."""
     import torch
     from batchgenerators.utilities.file_and_folder_operations import load_json
-    from step_speed import find_trainer_class, machine_info
 
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)

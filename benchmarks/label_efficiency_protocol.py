@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-DATASET, CONFIGURATION = "Dataset004_Hippocampus", "3d_fullres"
+from common import CONFIGURATION, DATASET
+
 FRACTIONS = {"10%": (1, 0.1), "100%": (0, 1.0)}  # name -> (fold in splits_final.json, share of fold 0's cases)
 SUBSET_SEED = 0
 

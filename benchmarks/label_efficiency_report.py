@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-from label_efficiency_protocol import ARMS, DATASET, FRACTIONS, PRETRAININGS, planned_runs, pretrained_checkpoint, run_folder
+from common import DATASET
+from label_efficiency_protocol import ARMS, FRACTIONS, PRETRAININGS, planned_runs, pretrained_checkpoint, run_folder
 
 from nnunet_mae.transfer.checkpoint_io import safe_torch_load
 

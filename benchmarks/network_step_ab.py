@@ -35,7 +35,7 @@ def main(argv=None) -> int:
                         help="also time bf16 autocast; auto: where the trainers' rule would choose bf16 on this CPU")
     args = parser.parse_args(argv)
     import torch
-    from step_speed import machine_info
+    from common import machine_info
 
     from nnunet_mae.training.precision import choose_precision
     from batchgenerators.utilities.file_and_folder_operations import load_json

@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     import torch
     from dynamic_network_architectures.architectures import primus
-    from step_speed import machine_info
+    from common import machine_info
 
     from nnunet_mae.architectures import primus_mae
     from nnunet_mae.architectures.tokens import patchify, token_grid

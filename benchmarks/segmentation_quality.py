@@ -23,8 +23,9 @@ import sys
 import time
 from pathlib import Path
 
+from common import DEFAULT_DATA
+
 HERE = Path(__file__).resolve().parent
-DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "Dataset004_Hippocampus"
 ARMS = {  # arm -> (pre-training trainer or None, segmentation trainer)
     "cnn": (None, "nnUNetTrainer_bench{p}"),
     "primus": (None, "nnUNet_Primus_S_Trainer_bench{p}"),
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.work / "preprocessed" / "Dataset004_Hippocampus" / "nnUNetPlans_3d_fullres").is_dir():
         run(["nnUNetv2_plan_and_preprocess", "-d", "4", "-c", "3d_fullres", "-np", "2"], env, logs / "plan.log")
 
-    from step_speed import machine_info
+    from common import machine_info
 
     from nnunet_mae.transfer.checkpoint_io import safe_torch_load
 
