@@ -89,6 +89,8 @@ def prepare(args, env: dict) -> None:
     for sub in ("raw", "preprocessed", "results", "logs", "records"):
         (args.work / sub).mkdir(parents=True, exist_ok=True)
     link = args.work / "raw" / DATASET
+    if not (args.data / "dataset.json").is_file():
+        sys.exit(f"{args.data} is not the Hippocampus raw dataset (no dataset.json): give its folder with --data.")
     if not link.exists():
         link.symlink_to(args.data.resolve())
     base = args.work / "preprocessed" / DATASET

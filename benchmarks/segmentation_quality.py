@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         (args.work / sub).mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
     link = args.work / "raw" / "Dataset004_Hippocampus"
+    if not (args.data / "dataset.json").is_file():
+        sys.exit(f"{args.data} is not the Hippocampus raw dataset (no dataset.json): give its folder with --data.")
     if not link.exists():
         link.symlink_to(args.data.resolve())
     env = dict(os.environ, nnUNet_raw=str(args.work / "raw"), nnUNet_preprocessed=str(args.work / "preprocessed"),
