@@ -25,125 +25,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nnunet_mae.cli.demo_report import _minutes, format_table, gain_line, read_dice, write_summary_png
+from nnunet_mae.cli.demo_trainers import (BUDGETS, FINETUNE, PRETRAIN, SCRATCH, TRAINER_MODULE, Budget,
+                                         write_trainer_module)
+
 DATASET_ID = 990
 DATASET_NAME = "Synthetic"
 DATASET = f"Dataset{DATASET_ID:03d}_{DATASET_NAME}"
 CONFIGURATION = "3d_fullres"
-PRETRAIN, FINETUNE, SCRATCH = "nnUNetTrainerMAEPretrain_demo", "nnUNetTrainerMAEFinetune_demo", "nnUNetTrainerViT_demo"
-TRAINER_MODULE = "nnunet_mae_demo_trainers.py"
 LOG_TAIL_LINES = 40
-
-
-@dataclass(frozen=True)
-class Budget:
-    """Dataset size, network size and training length of one `--budget`."""
-    num_cases: int  # labelled
-    num_unlabeled: int
-    num_test_cases: int
-    shape: tuple[int, int, int]
-    difficulty: float
-    vit: dict  # embed_dim, depth, num_heads
-    decoder: str  # "unetr" or "patch" (nnUNetTrainerViT.decoder)
-    mae_decoder: dict  # mae_decoder_dim, mae_decoder_depth, mae_decoder_heads
-    pretrain_epochs: int
-    pretrain_iterations: int
-    finetune_epochs: int  # fine-tuning and from scratch alike
-    finetune_iterations: int
-    val_iterations: int
-
-
-BUDGETS: dict[str, Budget] = {
-    # the test's budget: checks that every stage runs, 2-3 minutes on 2 CPU cores; the Dice means nothing
-    "tiny": Budget(num_cases=10, num_unlabeled=4, num_test_cases=2, shape=(24, 32, 24), difficulty=0.5,
-                   vit={"embed_dim": 48, "depth": 4, "num_heads": 4}, decoder="unetr",
-                   mae_decoder={"mae_decoder_dim": 32, "mae_decoder_depth": 1, "mae_decoder_heads": 4},
-                   pretrain_epochs=2, pretrain_iterations=4, finetune_epochs=2, finetune_iterations=3,
-                   val_iterations=2),
-    # under 10 minutes on 2 CPU cores; pre-training gets about 10x the iterations of each fine-tuning run
-    "default": Budget(num_cases=8, num_unlabeled=60, num_test_cases=8, shape=(32, 40, 32), difficulty=1.0,
-                      vit={"embed_dim": 128, "depth": 6, "num_heads": 4}, decoder="unetr",
-                      mae_decoder={"mae_decoder_dim": 64, "mae_decoder_depth": 2, "mae_decoder_heads": 4},
-                      pretrain_epochs=40, pretrain_iterations=40, finetune_epochs=6, finetune_iterations=25,
-                      val_iterations=4),
-    # the same data, 3x the pre-training and 2x the fine-tuning: about 15 minutes on 2 CPU cores
-    "long": Budget(num_cases=8, num_unlabeled=60, num_test_cases=8, shape=(32, 40, 32), difficulty=1.0,
-                   vit={"embed_dim": 128, "depth": 6, "num_heads": 4}, decoder="unetr",
-                   mae_decoder={"mae_decoder_dim": 64, "mae_decoder_depth": 2, "mae_decoder_heads": 4},
-                   pretrain_epochs=120, pretrain_iterations=40, finetune_epochs=12, finetune_iterations=25,
-                   val_iterations=4),
-}
-
-# Gains (pre-trained minus scratch, mean Dice on the test cases) measured with `nnunet_mae demo --seed S`; the
-# tables are in documentation/benchmarks.md. Filled in from those runs, printed next to each run's own gain.
-MEASURED_GAINS: dict[str, dict] = {
-    "default": {"seeds": [0, 1, 2], "gains": [0.015, -0.004, -0.017],
-                "machine": "a 2-core AMD EPYC with AVX512-BF16 (bf16), 2026-11-30"},
-}
-
-TRAINERS_TEMPLATE = '''"""Trainer variants of `nnunet_mae demo` (budget {budget!r}), written by nnunet_mae.cli.demo.
-
-A small ViT and short schedules so that the demo finishes in minutes on a CPU. On your own data use the
-full-size trainers nnUNetTrainerMAEPretrain, nnUNetTrainerMAEFinetune and nnUNetTrainerViT (or variants
-like these: settings are attributes set after super().__init__()).
-"""
-
-import torch
-
-from nnunet_mae.training.trainers import nnUNetTrainerMAEFinetune, nnUNetTrainerMAEPretrain, nnUNetTrainerViT
-
-
-class _DemoViT:
-    decoder = {decoder!r}
-
-    @classmethod
-    def vit_dimensions(cls):
-        return {vit!r}
-
-
-class _DemoSegmentationBudget(_DemoViT):
-    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.seed = {seed}
-        self.num_epochs = {finetune_epochs}
-        self.num_iterations_per_epoch = {finetune_iterations}
-        self.num_val_iterations_per_epoch = {val_iterations}
-
-
-class {pretrain}(_DemoViT, nnUNetTrainerMAEPretrain):
-    mae_decoder_dim = {mae_decoder_dim}
-    mae_decoder_depth = {mae_decoder_depth}
-    mae_decoder_heads = {mae_decoder_heads}
-    finetune_trainer_name = "{finetune}"
-
-    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.seed = {seed}
-        self.num_epochs = {pretrain_epochs}
-        self.num_iterations_per_epoch = {pretrain_iterations}
-        self.num_val_iterations_per_epoch = {val_iterations}
-        self.reconstruction_png_every = {pretrain_epochs}  # first and last epoch
-
-
-class {finetune}(_DemoSegmentationBudget, nnUNetTrainerMAEFinetune):
-    pretrain_trainer_name = "{pretrain}"
-
-
-class {scratch}(_DemoSegmentationBudget, nnUNetTrainerViT):
-    pass
-'''
-
-
-def write_trainer_module(folder: Path, budget_name: str, seed: int = 0) -> Path:
-    b = BUDGETS[budget_name]
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / TRAINER_MODULE
-    path.write_text(TRAINERS_TEMPLATE.format(
-        budget=budget_name, seed=seed, vit=dict(b.vit), decoder=b.decoder, pretrain=PRETRAIN, finetune=FINETUNE,
-        scratch=SCRATCH,
-        pretrain_epochs=b.pretrain_epochs, pretrain_iterations=b.pretrain_iterations,
-        finetune_epochs=b.finetune_epochs, finetune_iterations=b.finetune_iterations,
-        val_iterations=b.val_iterations, **b.mae_decoder))
-    return path
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -194,10 +84,6 @@ class Demo:
         self.end(title, started)
 
 
-def _minutes(seconds: float) -> str:
-    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
-
-
 def _device() -> str:
     import torch
 
@@ -233,108 +119,8 @@ def subprocess_environment(out: Path, trainers: Path, device: str) -> dict:
     return settings
 
 
-def read_dice(summary_file: Path) -> dict[str, float]:
-    """Mean Dice per label name and over the foreground from nnUNetv2_evaluate_simple's summary.json."""
-    from nnunet_mae.data.synthetic import LABELS
-
-    summary = json.loads(summary_file.read_text())
-    dice = {name: float(summary["mean"][str(value)]["Dice"]) for name, value in LABELS.items() if value > 0}
-    dice["mean"] = float(summary["foreground_mean"]["Dice"])
-    return dice
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# the picture
-
-
-def _slice_with_most_labels(label) -> int:
-    """The index along axis 0 with the most foreground among the slices that show every label present."""
-    import numpy as np
-
-    flat = label.reshape(label.shape[0], -1)
-    counts = np.stack([(flat == v).sum(1) for v in np.unique(label) if v > 0])  # (labels, slices)
-    total = counts.sum(0)
-    return int(np.argmax(total + (counts > 0).all(0) * (total.max() + 1)))
-
-
-def write_summary_png(path: Path, reconstruction_png: Path | None, image_file: Path, label_file: Path,
-                      predictions: dict[str, Path], dice: dict[str, dict[str, float]]) -> Path:
-    """Top: a reconstruction example of the pre-training run. Bottom: image, ground truth and both predictions
-    of one test case, on the slice (axis 0) with the most foreground."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-    import SimpleITK as sitk
-    from matplotlib.colors import ListedColormap
-
-    def read(p: Path):
-        return sitk.GetArrayFromImage(sitk.ReadImage(str(p)))
-
-    image, label = read(image_file), read(label_file)
-    z = _slice_with_most_labels(label)
-    panels = [("image", None), ("ground truth", label)]
-    panels += [(f"{name}\n(mean Dice on the test set {dice[name]['mean']:.2f})", read(p)) for name, p in
-               predictions.items()]
-    colours = ListedColormap(["tab:red", "tab:cyan"])
-
-    fig = plt.figure(figsize=(4 * len(panels), 10))
-    grid = fig.add_gridspec(2, len(panels), height_ratios=(1.3, 1))
-    top = fig.add_subplot(grid[0, :])
-    if reconstruction_png is not None:
-        top.imshow(plt.imread(str(reconstruction_png)))
-        top.set_title(f"MAE pre-training: masked-token reconstruction ({reconstruction_png.name})")
-    else:
-        top.text(0.5, 0.5, "no reconstruction example found", ha="center", va="center")
-    top.set_axis_off()
-    for i, (title, seg) in enumerate(panels):
-        ax = fig.add_subplot(grid[1, i])
-        ax.imshow(image[z], cmap="gray")
-        if seg is not None:
-            ax.imshow(np.ma.masked_equal(seg[z], 0), cmap=colours, vmin=1, vmax=2, alpha=0.5, interpolation="nearest")
-        ax.set_title(title, fontsize=10)
-        ax.set_axis_off()
-    fig.text(0.5, 0.02, f"test case {label_file.name.split('.')[0]}, slice {z} of axis 0; "
-                        f"red: organ_a (label 1), cyan: organ_b (label 2)", ha="center")
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
-
-
 # ----------------------------------------------------------------------------------------------------------------------
 # the command
-
-
-def format_table(dice: dict[str, dict[str, float]], times: dict[str, float]) -> str:
-    columns = list(next(iter(dice.values())))
-    width = max(len(name) for name in dice) + 2
-    lines = ["Dice on the test cases (nnUNetv2_evaluate_simple):",
-             " " * width + "".join(f"{c:>10}" for c in columns)]
-    lines += [f"{name:<{width}}" + "".join(f"{row[c]:>10.3f}" for c in columns) for name, row in dice.items()]
-    width = max(len(t) for t in [*times, "total"]) + 2
-    lines += ["", "Time per stage:"]
-    lines += [f"  {title:<{width}}{_minutes(seconds):>7}" for title, seconds in times.items()]
-    lines.append(f"  {'total':<{width}}{_minutes(sum(times.values())):>7}")
-    return "\n".join(lines)
-
-
-def gain_line(dice: dict[str, dict[str, float]], budget_name: str) -> str:
-    """This run's gain of pre-training, next to the gain measured over several seeds (documentation)."""
-    gain = dice["MAE pre-trained"]["mean"] - dice["from scratch"]["mean"]
-    line = f"This run: MAE pre-trained - from scratch = {gain:+.3f} mean Dice."
-    measured = MEASURED_GAINS.get(budget_name)
-    if measured:
-        gains = measured["gains"]
-        mean, spread = sum(gains) / len(gains), max(gains) - min(gains)
-        verdict = ("a gain beyond the spread between seeds" if mean > spread else
-                   "no gain beyond the spread between seeds at this budget: the demo shows the workflow, not the "
-                   "benefit")
-        line += (f" Measured with seeds {', '.join(map(str, measured['seeds']))} on {measured['machine']}: "
-                 f"{', '.join(f'{g:+.3f}' for g in gains)} (mean {mean:+.3f}, spread {spread:.3f}): {verdict} "
-                 f"(documentation/benchmarks.md).")
-    return line
 
 
 def write_unlabeled_pool(out: Path, b: Budget) -> Path:
