@@ -1,6 +1,7 @@
 """`nnUNetTrainerGMIMPretrain` / `nnUNetTrainerGMIMFinetune`: GMIM (Qi et al., Comput. Biol. Med. 2024) in nnU-Net.
 
-Pre-training differs from `nnUNetTrainerMAEPretrain` only in the step:
+A sibling of `nnUNetTrainerMAEPretrain` on `PretrainingTrainer` (pretrain_trainer.py: data, validation, best
+checkpoint, PNGs, transfer check); what is GMIM's own:
 - mask: `grid_token_mask` (entropy-adaptive grid, base ratio 0.5, spread 0.3), then `hierarchical_remask`
   at the 3 block-group boundaries (`remask_block_indices`), each with probability 0.3 per sample and a
   ratio halving per level from base ratio x 0.5 (0.25, 0.125, 0.0625 of the visible tokens), as the
@@ -31,7 +32,7 @@ from nnunet_mae.losses.reconstruction import masked_reconstruction_loss
 from nnunet_mae.masking.grid_masking import grid_token_mask, hierarchical_ratios, hierarchical_remask
 from nnunet_mae.training.distributed import mean_over_ranks, unwrap_network
 from nnunet_mae.training.finetune_trainer import nnUNetTrainerMAEFinetune
-from nnunet_mae.training.mae_trainer import nnUNetTrainerMAEPretrain
+from nnunet_mae.training.pretrain_trainer import PretrainingTrainer
 from nnunet_mae.training.schedules import BF16, FP32, Epochs5, Epochs50, Epochs250, Smoke
 
 # GMIM's second-view augmentation (released `ssl_head.py`, MONAI on [0, 1]-scaled images):
@@ -71,7 +72,7 @@ def intensity_view(images: torch.Tensor, *, generator: torch.Generator | None = 
     return x.to(images.dtype)
 
 
-class nnUNetTrainerGMIMPretrain(nnUNetTrainerMAEPretrain):
+class nnUNetTrainerGMIMPretrain(PretrainingTrainer):
     # Class attributes: the network (projector heads or not) is built from them.
     projector_hidden_dim: int = 1024
     projector_dim: int = 512  # released code: Linear(dim, 512) per branch
