@@ -91,11 +91,15 @@ def gains(runs: list[dict]) -> list[str]:
         mine = [r["mean_dice"] for r in runs if r["arm"] == arm]
         theirs = [r["mean_dice"] for r in runs if r["arm"] == spec.scratch]
         if spec.scratch and mine and theirs:
-            spread = max(np.ptp(mine), np.ptp(theirs))
-            verdict = "more than" if np.mean(mine) - np.mean(theirs) > spread else "not more than"
-            lines.append(f"- {spec.title} − {ARMS[spec.scratch].title}: {np.mean(mine) - np.mean(theirs):+.3f} mean "
-                         f"Dice ({len(mine)} vs {len(theirs)} seed(s)); largest seed spread {spread:.3f}: gain "
-                         f"{verdict} the spread.")
+            gain = np.mean(mine) - np.mean(theirs)
+            if min(len(mine), len(theirs)) < 2:
+                verdict = "one seed: the spread between seeds is not measured"
+            else:
+                spread = max(np.ptp(mine), np.ptp(theirs))
+                verdict = (f"largest seed spread {spread:.3f}: gain "
+                           f"{'more than' if gain > spread else 'not more than'} the spread")
+            lines.append(f"- {spec.title} − {ARMS[spec.scratch].title}: {gain:+.3f} mean Dice ({len(mine)} vs "
+                         f"{len(theirs)} seed(s)); {verdict}.")
     return lines
 
 

@@ -47,3 +47,17 @@ def test_every_arm_trains_its_base_trainer_with_the_equal_time_budget(monkeypatc
         assert (arm.pretraining is None) == (arm.scratch is None)
         if arm.scratch:
             assert label_efficiency_protocol.ARMS[arm.scratch].pretraining is None
+
+
+def test_gain_is_judged_against_the_seed_spread_only_when_there_are_two_seeds():
+    def run(arm, seed, dice):
+        return {"arm": arm, "seed": seed, "mean_dice": dice}
+
+    one = label_efficiency_report.gains([run("mae", 0, 0.5), run("vit", 0, 0.4)])
+    assert len(one) == 2 - 1 and "+0.100" in one[0] and "not measured" in one[0]
+    two = label_efficiency_report.gains([run("mae", 0, 0.50), run("mae", 1, 0.52), run("vit", 0, 0.40),
+                                         run("vit", 1, 0.45)])
+    assert "+0.085" in two[0] and "spread 0.050: gain more than the spread" in two[0]
+    close = label_efficiency_report.gains([run("mae", 0, 0.40), run("mae", 1, 0.50), run("vit", 0, 0.40),
+                                           run("vit", 1, 0.45)])
+    assert "spread 0.100: gain not more than the spread" in close[0]
