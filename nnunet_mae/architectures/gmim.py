@@ -41,7 +41,7 @@ from torch import nn
 
 from nnunet_mae.architectures.mae import MAEPretrainingNetwork
 from nnunet_mae.architectures.pos_embed import resample_pos_embed
-from nnunet_mae.losses.cross_correlation import ProjectionHead
+from nnunet_mae.architectures.projection import ProjectionHead
 
 
 def remask_block_indices(depth: int, levels: int = 3) -> list[int]:

@@ -1,6 +1,6 @@
 """Pre-training losses: reconstruction on masked tokens; Barlow-Twins-style cross-correlation (GMIM)."""
 
-from nnunet_mae.losses.cross_correlation import ProjectionHead, cross_correlation_loss
+from nnunet_mae.losses.cross_correlation import cross_correlation_loss
 from nnunet_mae.losses.reconstruction import masked_reconstruction_loss, reconstruction_targets
 
-__all__ = ["ProjectionHead", "cross_correlation_loss", "masked_reconstruction_loss", "reconstruction_targets"]
+__all__ = ["cross_correlation_loss", "masked_reconstruction_loss", "reconstruction_targets"]

@@ -1,13 +1,12 @@
 """Barlow-Twins cross-correlation loss (Zbontar et al. 2021), as GMIM uses between its two masked branches.
 
-Both branches' encoder tokens are pooled, projected by a `ProjectionHead`, and the loss pushes the
+Both branches' encoder tokens are pooled, projected by a `ProjectionHead` (architectures/projection.py), and the loss pushes the
 (D, D) cross-correlation of the batch-standardised projections towards the identity.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 
 def _standardise(z: torch.Tensor, eps: float) -> torch.Tensor:
@@ -32,17 +31,3 @@ def cross_correlation_loss(z1: torch.Tensor, z2: torch.Tensor, *, off_diagonal_w
         on_diag = (1.0 - diagonal).pow(2).sum()
         off_diag = c.pow(2).sum() - diagonal.pow(2).sum()
         return on_diag + off_diagonal_weight * off_diag
-
-
-class ProjectionHead(nn.Module):
-    """Linear-BN-ReLU-Linear projector: (B, in_dim) pooled tokens -> (B, out_dim); (B, L, in_dim) is mean-pooled."""
-
-    def __init__(self, *, in_dim: int, hidden_dim: int, out_dim: int):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim),
-                                 nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim))
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        if tokens.ndim == 3:
-            tokens = tokens.mean(dim=1)  # (B, L, D) -> (B, D)
-        return self.net(tokens)

@@ -7,7 +7,7 @@ checkpoint, PNGs, transfer check); what is GMIM's own:
   ratio halving per level from base ratio x 0.5 (0.25, 0.125, 0.0625 of the visible tokens), as the
   released code multiplies the cell ratios by `--hierarchical_masking 0.5` per level;
 - network: `GMIMPretrainingNetwork` (all tokens through the encoder, mask token, stop-gradient siamese branch);
-- second view: `intensity_view`, GMIM's MONAI intensity augmentation (contrast, shift, Gaussian noise)
+- second view: `intensity_view` (data/intensity_view.py), GMIM's MONAI intensity augmentation (contrast, shift, Gaussian noise)
   written in torch on the batch;
 - loss: masked reconstruction MSE on the union of all masked tokens + 0.005 x `cross_correlation_loss`
   (off-diagonal weight 0.005) of the pooled, projected tokens. Validation (fixed-seed masks) and the
@@ -27,6 +27,7 @@ from torch import nn
 
 from nnunet_mae.architectures.gmim import GMIMPretrainingNetwork, remask_block_indices
 from nnunet_mae.architectures.tokens import patchify
+from nnunet_mae.data.intensity_view import intensity_view
 from nnunet_mae.losses.cross_correlation import cross_correlation_loss
 from nnunet_mae.losses.reconstruction import masked_reconstruction_loss
 from nnunet_mae.masking.grid_masking import grid_token_mask, hierarchical_ratios, hierarchical_remask
@@ -34,42 +35,6 @@ from nnunet_mae.training.distributed import mean_over_ranks, unwrap_network
 from nnunet_mae.training.finetune_trainer import nnUNetTrainerMAEFinetune
 from nnunet_mae.training.pretrain_trainer import PretrainingTrainer
 from nnunet_mae.training.schedules import BF16, FP32, Epochs5, Epochs50, Epochs250, Smoke
-
-# GMIM's second-view augmentation (released `ssl_head.py`, MONAI on [0, 1]-scaled images):
-# RandAdjustContrast(prob=0.7, gamma=(0.7, 1.5)), RandShiftIntensity(offsets=0.4, prob=0.4),
-# RandGaussianNoise(prob=0.5, mean=0.05, std=0.05). Offsets and noise are taken relative to each
-# sample-channel's intensity range here, which is the same on [0, 1] images and scales to z-scored ones.
-CONTRAST_PROBABILITY, CONTRAST_GAMMA = 0.7, (0.7, 1.5)
-SHIFT_PROBABILITY, SHIFT_OFFSET = 0.4, 0.4
-NOISE_PROBABILITY, NOISE_MEAN, NOISE_STD = 0.5, 0.05, 0.05
-
-
-def intensity_view(images: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-    """(B, C, *spatial) -> augmented copy: gamma contrast, intensity shift, Gaussian noise, each drawn per sample.
-
-    Differences from MONAI's transforms on a batch: parameters are drawn per sample (MONAI draws once per
-    call), contrast is applied per channel over its own [min, max], and offsets / noise are relative to
-    that range. Computed in float32, returned in the input dtype.
-    """
-    x = images.float()
-    b, device = x.shape[0], x.device
-    per_sample = (b,) + (1,) * (x.ndim - 1)  # (B, 1, 1, 1[, 1])
-    axes = tuple(range(2, x.ndim))
-    low = x.amin(axes, keepdim=True)  # (B, C, 1, ...)
-    span = (x.amax(axes, keepdim=True) - low).clamp_min(1e-7)
-
-    def draw() -> torch.Tensor:
-        return torch.rand(per_sample, device=device, generator=generator)
-
-    gamma = CONTRAST_GAMMA[0] + (CONTRAST_GAMMA[1] - CONTRAST_GAMMA[0]) * draw()
-    contrasted = ((x - low) / span).clamp(0, 1).pow(gamma) * span + low
-    x = torch.where(draw() < CONTRAST_PROBABILITY, contrasted, x)
-    offset = (2 * draw() - 1) * SHIFT_OFFSET * span
-    x = x + offset * (draw() < SHIFT_PROBABILITY)
-    noise_std = draw() * NOISE_STD * span  # MONAI samples the std in [0, std]
-    noise = NOISE_MEAN * span + noise_std * torch.randn(x.shape, device=device, generator=generator)
-    x = x + noise * (draw() < NOISE_PROBABILITY)
-    return x.to(images.dtype)
 
 
 class nnUNetTrainerGMIMPretrain(PretrainingTrainer):

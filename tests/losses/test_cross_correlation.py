@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from nnunet_mae.losses.cross_correlation import ProjectionHead, cross_correlation_loss
+from nnunet_mae.architectures.projection import ProjectionHead
+from nnunet_mae.losses.cross_correlation import cross_correlation_loss
 
 
 def test_hand_computed_example():

@@ -10,7 +10,8 @@ from nnunet_mae.architectures.gmim import GMIMPretrainingNetwork
 from nnunet_mae.architectures.segmentation import ViTSegmentationNetwork
 from nnunet_mae.nnunet_ext import EXT_TRAINER_DIR
 from nnunet_mae.training import trainers
-from nnunet_mae.training.gmim_trainer import intensity_view, nnUNetTrainerGMIMPretrain
+from nnunet_mae.data.intensity_view import intensity_view
+from nnunet_mae.training.gmim_trainer import nnUNetTrainerGMIMPretrain
 from nnunet_mae.training.vit_trainer import nnUNetTrainerViT
 from tests.training.tiny_trainer import tiny_images, tiny_trainer
 
