@@ -23,10 +23,9 @@ from nnunet_mae.training.backbones import PrimusV3SBackbone
 from nnunet_mae.training.schedules import BF16, FP32, Epochs5, Epochs50, Epochs250, Smoke
 from nnunet_mae.training.vit_trainer import nnUNetTrainerViT
 from nnunet_mae.transfer.checkpoint_io import load_checkpoint_file
+from nnunet_mae.transfer.locate import PRETRAINED_ENV, locate_pretrained_checkpoint, pretraining_results_folder
 from nnunet_mae.transfer.encoder_transfer import transfer_encoder_weights
 from nnunet_mae.transfer.metadata import TransferMetadata
-
-PRETRAINED_ENV = "nnUNet_MAE_pretrained"
 
 
 class nnUNetTrainerMAEFinetune(nnUNetTrainerViT):
@@ -45,36 +44,22 @@ class nnUNetTrainerMAEFinetune(nnUNetTrainerViT):
         return self.plans_manager.plans["configurations"][self.configuration_name].get("inherits_from", "3d_fullres")
 
     def pretraining_folder(self) -> Path:
-        return Path(str(nnUNet_results), self.plans_manager.dataset_name,
-                    f"{self.pretrain_trainer_name}__{self.plans_manager.plans_name}__"
-                    f"{self.pretraining_configuration()}", "fold_all")
+        return pretraining_results_folder(str(nnUNet_results), self.plans_manager.dataset_name,
+                                          self.pretrain_trainer_name, self.plans_manager.plans_name,
+                                          self.pretraining_configuration())
 
     def find_pretrained_checkpoint(self) -> Path:
-        given = os.environ.get(PRETRAINED_ENV)
-        if given:
-            if not Path(given).is_file():
-                raise FileNotFoundError(f"{PRETRAINED_ENV}={given} does not point to a file. Give the path of a "
-                                        f"pre-training checkpoint (…/fold_all/checkpoint_final.pth).")
-            return Path(given)
-        folder = self.pretraining_folder()
-        final = folder / "checkpoint_final.pth"
-        if final.is_file():
-            return final
-        command = self.pretraining_command()
-        found = sorted(p.name for p in folder.glob("checkpoint_*.pth")) if folder.is_dir() else []
-        hint = (f" Found only {', '.join(found)}: the pre-training has not finished; finish it with `{command} --c`."
-                if found else f" Run the pre-training first: `{command}`.")
-        raise FileNotFoundError(f"No pre-trained encoder for {self.__class__.__name__}: {final} does not exist.{hint} "
-                                f"Or name a checkpoint file with `export {PRETRAINED_ENV}=/path/to/checkpoint.pth`, "
-                                f"or give it to nnUNetv2_train with `-pretrained_weights FILE`.")
+        return self.locate_pretrained()[0]
 
-    def pretrained_checkpoint_reason(self, path: Path) -> str:
-        if os.environ.get(PRETRAINED_ENV):
-            return f"named by {PRETRAINED_ENV}"
-        return f"found automatically: the {self.pretrain_trainer_name} pre-training of this dataset"
+    def locate_pretrained(self) -> tuple[Path, str]:
+        """(checkpoint, why this one): `nnUNet_MAE_pretrained`, else this dataset's pre-training (transfer/locate.py)."""
+        path, why = locate_pretrained_checkpoint(self.pretraining_folder(), self.pretraining_command(),
+                                                 self.__class__.__name__)
+        return path, (why if why.startswith("named") else
+                      f"{why}: the {self.pretrain_trainer_name} pre-training of this dataset")
 
     def load_pretrained_encoder(self) -> None:
-        path = self.find_pretrained_checkpoint()
+        path, why = self.locate_pretrained()
         checkpoint = load_checkpoint_file(path)
         metadata = TransferMetadata.from_checkpoint(checkpoint, path, self.pretrain_trainer_name)
         own = self.transfer_metadata()
@@ -83,7 +68,7 @@ class nnUNetTrainerMAEFinetune(nnUNetTrainerViT):
                                           source_grid=metadata.token_grid, target_grid=own.token_grid,
                                           image_channels=len(channel_names(self.dataset_json)))
         report.raise_if_incomplete(str(path))
-        self.print_to_log_file(f"Pre-trained encoder loaded from {path} ({self.pretrained_checkpoint_reason(path)}; "
+        self.print_to_log_file(f"Pre-trained encoder loaded from {path} ({why}; "
                                f"{metadata.describe()}).\n{report.format()}")
 
     def pretraining_command(self) -> str:
