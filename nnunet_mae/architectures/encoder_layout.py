@@ -45,7 +45,8 @@ class EncoderLayout:
 VIT_LAYOUT = EncoderLayout(prefixes=("encoder.",), pos_embed_key="encoder.pos_embed",
                            stem_input_keys=("encoder.patch_embed.weight",),
                            stem_prefixes=("encoder.patch_embed", "encoder.pos_embed"), block_prefix="encoder.blocks.")
-PRIMUSV3_SKIP_IN_PROJ = ("down_projection.stem.blocks.0.skip.0.conv", "down_projection.stem.blocks.0.skip.0.all_modules.0")
+PRIMUSV3_SKIP_IN_PROJ = ("down_projection.stem.blocks.0.skip.0.conv",
+                         "down_projection.stem.blocks.0.skip.0.all_modules.0")
 
 
 def encoder_layout(network: nn.Module) -> EncoderLayout:

@@ -1,7 +1,7 @@
 """Barlow-Twins cross-correlation loss (Zbontar et al. 2021), as GMIM uses between its two masked branches.
 
-Both branches' encoder tokens are pooled, projected by a `ProjectionHead` (architectures/projection.py), and the loss pushes the
-(D, D) cross-correlation of the batch-standardised projections towards the identity.
+Both branches' encoder tokens are pooled, projected by a `ProjectionHead` (architectures/projection.py), and
+the loss pushes the (D, D) cross-correlation of the batch-standardised projections towards the identity.
 """
 
 from __future__ import annotations

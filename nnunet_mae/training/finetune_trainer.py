@@ -52,7 +52,7 @@ class nnUNetTrainerMAEFinetune(nnUNetTrainerViT):
         return self.locate_pretrained()[0]
 
     def locate_pretrained(self) -> tuple[Path, str]:
-        """(checkpoint, why this one): `nnUNet_MAE_pretrained`, else this dataset's pre-training (transfer/locate.py)."""
+        """(checkpoint, why this one): `nnUNet_MAE_pretrained`, else this dataset's pre-training (locate.py)."""
         path, why = locate_pretrained_checkpoint(self.pretraining_folder(), self.pretraining_command(),
                                                  self.__class__.__name__)
         return path, (why if why.startswith("named") else

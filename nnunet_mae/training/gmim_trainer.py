@@ -7,8 +7,8 @@ checkpoint, PNGs, transfer check); what is GMIM's own:
   ratio halving per level from base ratio x 0.5 (0.25, 0.125, 0.0625 of the visible tokens), as the
   released code multiplies the cell ratios by `--hierarchical_masking 0.5` per level;
 - network: `GMIMPretrainingNetwork` (all tokens through the encoder, mask token, stop-gradient siamese branch);
-- second view: `intensity_view` (data/intensity_view.py), GMIM's MONAI intensity augmentation (contrast, shift, Gaussian noise)
-  written in torch on the batch;
+- second view: `intensity_view` (data/intensity_view.py), GMIM's MONAI intensity augmentation (contrast, shift,
+  Gaussian noise) written in torch on the batch;
 - loss: masked reconstruction MSE on the union of all masked tokens + 0.005 x `cross_correlation_loss`
   (off-diagonal weight 0.005) of the pooled, projected tokens. Validation (fixed-seed masks) and the
   reconstruction PNGs use the reconstruction term only.
