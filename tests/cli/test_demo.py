@@ -45,15 +45,28 @@ def test_a_failing_stage_prints_the_command_and_the_tail_of_its_log(tmp_path):
     assert (tmp_path / "logs" / "01_stage.log").is_file()
 
 
-def test_trainer_module_sets_the_budget(tmp_path):
-    path = demo.write_trainer_module(tmp_path, "tiny")
-    source = path.read_text()
-    compile(source, str(path), "exec")
+def test_trainer_module_gives_nnunet_trainers_with_the_budget(tmp_path, monkeypatch):
+    """nnU-Net finds the written classes in the demo's extTrainer folder; instances carry the budget's settings."""
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    from tests.training.tiny_trainer import tiny_trainer
+
+    folder = demo.write_trainer_module(tmp_path / "trainers", "tiny").parent
+    monkeypatch.setenv("nnUNet_extTrainer", str(folder))
     budget = demo.BUDGETS["tiny"]
-    assert f"self.num_iterations_per_epoch = {budget.pretrain_iterations}" in source
-    assert f"self.num_epochs = {budget.finetune_epochs}" in source
-    for name in (demo.PRETRAIN, demo.FINETUNE, demo.SCRATCH):
-        assert f"class {name}(" in source
+    found = {name: recursive_find_trainer_class_by_name(name) for name in (demo.PRETRAIN, demo.FINETUNE, demo.SCRATCH)}
+    assert all(cls.__name__ == name for name, cls in found.items())
+    pretrain = tiny_trainer(found[demo.PRETRAIN], tmp_path, monkeypatch)
+    assert (pretrain.num_epochs, pretrain.num_iterations_per_epoch) == (budget.pretrain_epochs,
+                                                                         budget.pretrain_iterations)
+    assert pretrain.vit_dimensions() == budget.vit and pretrain.mae_decoder_dim == budget.mae_decoder["mae_decoder_dim"]
+    assert pretrain.finetune_trainer_name == demo.FINETUNE
+    for name in (demo.FINETUNE, demo.SCRATCH):
+        trainer = tiny_trainer(found[name], tmp_path, monkeypatch)
+        assert (trainer.num_epochs, trainer.num_iterations_per_epoch, trainer.num_val_iterations_per_epoch) == (
+            budget.finetune_epochs, budget.finetune_iterations, budget.val_iterations)
+        assert trainer.vit_dimensions() == budget.vit and trainer.decoder == budget.decoder
+    assert found[demo.FINETUNE].pretrain_trainer_name == demo.PRETRAIN
 
 
 def test_pretraining_gets_more_iterations_than_each_finetuning():
