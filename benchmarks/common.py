@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import multiprocessing
 import platform
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 
@@ -44,3 +47,16 @@ def machine_info(device: str) -> dict:
         info["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
         info["tf32_cudnn"] = torch.backends.cudnn.allow_tf32
     return info
+
+
+def run_logged(command: list[str], env: dict, log: Path, *, append: bool = False, echo: bool = False) -> float:
+    """Run a command line with its output in `log` (appended to, for stages that resume); exit the benchmark with
+    the log's name when it fails. Returns the wall-clock seconds."""
+    start = time.time()
+    if echo:
+        print(f"$ {' '.join(command)}  (log: {log})", flush=True)
+    with open(log, "a" if append else "w") as f:
+        result = subprocess.run(command, env=env, stdout=f, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed; see {log}")
+    return time.time() - start

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import CONFIGURATION, DATASET, DEFAULT_DATA, find_trainer_class, machine_info  # noqa: E402
+from common import (CONFIGURATION, DATASET, DEFAULT_DATA, find_trainer_class, machine_info,  # noqa: E402
+                    run_logged)
 from label_efficiency_protocol import (ARMS, FRACTIONS, PRETRAININGS,  # noqa: E402
                                        PROTOCOLS, SUBSET_SEED, needed_pretrainings, planned_runs,
                                        pretrained_checkpoint)
@@ -75,13 +75,7 @@ def environment(args) -> dict:
 
 
 def run(command: list[str], env: dict, log: Path) -> float:
-    start = time.time()
-    print(f"$ {' '.join(command)}  (log: {log})", flush=True)
-    with open(log, "a") as f:
-        result = subprocess.run(command, env=env, stdout=f, stderr=subprocess.STDOUT)
-    if result.returncode != 0:
-        sys.exit(f"{' '.join(command)} failed; see {log}")
-    return time.time() - start
+    return run_logged(command, env, log, append=True, echo=True)  # logs kept across resumed invocations
 
 
 # ----- stage 1: data and the two label fractions -------------------------------------------------------------------

@@ -18,12 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from common import DEFAULT_DATA
+from common import DEFAULT_DATA, run_logged as run
 
 HERE = Path(__file__).resolve().parent
 ARMS = {  # arm -> (pre-training trainer or None, segmentation trainer)
@@ -33,15 +32,6 @@ ARMS = {  # arm -> (pre-training trainer or None, segmentation trainer)
     "mae": ("nnUNetTrainerMAEPretrain_bench{p}", "nnUNetTrainerMAEFinetune_bench{p}"),
     "gmim": ("nnUNetTrainerGMIMPretrain_bench{p}", "nnUNetTrainerGMIMFinetune_bench{p}"),
 }
-
-
-def run(command: list[str], env: dict, log: Path) -> float:
-    start = time.time()
-    with open(log, "w") as f:
-        result = subprocess.run(command, env=env, stdout=f, stderr=subprocess.STDOUT)
-    if result.returncode != 0:
-        sys.exit(f"{' '.join(command)} failed; see {log}")
-    return time.time() - start
 
 
 def trainer_folder(env: dict, trainer: str, fold: str) -> Path:
