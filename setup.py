@@ -1,6 +1,16 @@
 """Install nnunet_mae. Besides the package, installs `nnunet_mae_ext.pth` into site-packages: at every
 interpreter start it appends the package's trainer folder to `nnUNet_extTrainer`, so nnU-Net's
 command line finds the trainers with no set-up. Works for `pip install .` and `pip install -e .`.
+
+Why the wheel is amended after it is built (one function, both wheel commands), and not something shorter:
+- a `build_py` hook that copies the .pth into build_lib (pytest-cov's and pytest-socket's way) reaches regular
+  wheels only: setuptools' PEP 660 editable wheel holds its own path hook and nothing else from build_lib, so
+  `pip install -e .` (the README's install, and CI's) would lose the zero-config lookup;
+- `data_files` install relative to the installation prefix, not into site-packages (purelib), which differs
+  between virtual environments, `--user` and distribution layouts;
+- `extra_path` is deprecated and ignored by wheels.
+Adding the file and its RECORD line to each finished wheel works for every install mode pip has, and pip removes
+the file on uninstall (it is in RECORD). tests/test_packaging.py builds a wheel and checks both.
 """
 
 import base64

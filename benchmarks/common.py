@@ -1,9 +1,12 @@
-"""What the benchmark scripts share: the dataset they run on, the short names of the trainers, finding a
-trainer class by name as nnU-Net does, and the record of the machine every result names."""
+"""What the benchmark scripts share: the dataset they run on and its workspace (nnU-Net's folders, the raw data
+linked in, planned and preprocessed once), the short names of the trainers, finding a trainer class by name as
+nnU-Net does, running a logged command, and the record of the machine every result names."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
+import os
 import platform
 import subprocess
 import sys
@@ -11,7 +14,7 @@ import time
 from pathlib import Path
 
 
-DEFAULT_DATA = Path(__file__).resolve().parent.parent / "shared" / "data" / "Dataset004_Hippocampus"
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "Dataset004_Hippocampus"  # ../shared beside the project
 DATASET = "Dataset004_Hippocampus"
 CONFIGURATION = "3d_fullres"
 SHORT = {"nnUNetTrainer": "CNN", "nnUNet_Primus_S_Trainer": "Primus-S", "nnUNetTrainerViT": "ViT-S",
@@ -60,3 +63,38 @@ def run_logged(command: list[str], env: dict, log: Path, *, append: bool = False
     if result.returncode != 0:
         sys.exit(f"{' '.join(command)} failed; see {log}")
     return time.time() - start
+
+
+def workspace_environment(work: Path, results: Path | None = None, **extra: str) -> dict:
+    """nnU-Net's three folders inside `work` (results elsewhere if given), the benchmarks' trainer folder first in
+    nnUNet_extTrainer."""
+    trainers = str(Path(__file__).resolve().parent / "trainers")
+    return dict(os.environ, nnUNet_raw=str(work / "raw"), nnUNet_preprocessed=str(work / "preprocessed"),
+                nnUNet_results=str(results or work / "results"),
+                nnUNet_extTrainer=os.pathsep.join(p for p in [trainers, os.environ.get("nnUNet_extTrainer")] if p),
+                **extra)
+
+
+def prepare_workspace(data: Path, work: Path, env: dict) -> Path:
+    """Link the raw dataset into work/raw and plan and preprocess it once (log in work/logs/plan.log); returns the
+    preprocessed configuration folder. Exits with what to do when `data` is not the dataset or preprocessing is
+    incomplete."""
+    for sub in ("raw", "preprocessed", "results", "logs"):
+        (work / sub).mkdir(parents=True, exist_ok=True)
+    if not (data / "dataset.json").is_file():
+        sys.exit(f"{data} is not the Hippocampus raw dataset (no dataset.json): give its folder with --data.")
+    link = work / "raw" / DATASET
+    if not link.exists():
+        link.symlink_to(data.resolve())
+    base = work / "preprocessed" / DATASET
+    folder = base / f"nnUNetPlans_{CONFIGURATION}"
+    if not folder.is_dir():
+        print(f"Preprocessing {DATASET} for {CONFIGURATION} into {base} ...", flush=True)
+        run_logged(["nnUNetv2_plan_and_preprocess", "-d", "4", "-c", CONFIGURATION, "-np", "2"], env,
+                   work / "logs" / "plan.log")
+    expected = json.loads((base / "dataset.json").read_text()).get("numTraining")
+    cases = {p.name.split(".")[0] for p in folder.iterdir() if p.suffix in (".b2nd", ".npz", ".npy", ".pkl")}
+    cases = {c[:-4] if c.endswith("_seg") else c for c in cases}
+    if expected and len(cases) < expected:
+        sys.exit(f"{folder} holds {len(cases)} of {expected} cases: preprocessing is incomplete or still running.")
+    return folder

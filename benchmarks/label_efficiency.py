@@ -33,7 +33,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import (CONFIGURATION, DATASET, DEFAULT_DATA, find_trainer_class, machine_info,  # noqa: E402
-                    run_logged)
+                    prepare_workspace, run_logged, workspace_environment)
 from label_efficiency_protocol import (ARMS, FRACTIONS, PRETRAININGS,  # noqa: E402
                                        PROTOCOLS, SUBSET_SEED, needed_pretrainings, planned_runs,
                                        pretrained_checkpoint)
@@ -68,10 +68,7 @@ def parse(argv):
 
 
 def environment(args) -> dict:
-    trainers = str(HERE / "trainers")
-    return dict(os.environ, nnUNet_raw=str(args.work / "raw"), nnUNet_preprocessed=str(args.work / "preprocessed"),
-                nnUNet_results=str(args.work / "results"), LABEL_EFFICIENCY_BUDGET=str(args.work / "budget.json"),
-                nnUNet_extTrainer=os.pathsep.join(p for p in [trainers, os.environ.get("nnUNet_extTrainer")] if p))
+    return workspace_environment(args.work, LABEL_EFFICIENCY_BUDGET=str(args.work / "budget.json"))
 
 
 def run(command: list[str], env: dict, log: Path) -> float:
@@ -80,20 +77,12 @@ def run(command: list[str], env: dict, log: Path) -> float:
 
 # ----- stage 1: data and the two label fractions -------------------------------------------------------------------
 def prepare(args, env: dict) -> None:
-    for sub in ("raw", "preprocessed", "results", "logs", "records"):
-        (args.work / sub).mkdir(parents=True, exist_ok=True)
-    link = args.work / "raw" / DATASET
-    if not (args.data / "dataset.json").is_file():
-        sys.exit(f"{args.data} is not the Hippocampus raw dataset (no dataset.json): give its folder with --data.")
-    if not link.exists():
-        link.symlink_to(args.data.resolve())
-    base = args.work / "preprocessed" / DATASET
-    if not (base / f"nnUNetPlans_{CONFIGURATION}").is_dir():
-        run(["nnUNetv2_plan_and_preprocess", "-d", "4", "-c", CONFIGURATION, "-np", "2"], env,
-            args.work / "logs" / "plan.log")
+    (args.work / "records").mkdir(parents=True, exist_ok=True)
+    folder = prepare_workspace(args.data, args.work, env)
+    base = folder.parent
     splits_file = base / "splits_final.json"
-    splits = label_fraction_splits(sorted(p.name[:-len(".b2nd")] for p in (base / f"nnUNetPlans_{CONFIGURATION}")
-                                          .glob("*.b2nd") if not p.name.endswith("_seg.b2nd")))
+    splits = label_fraction_splits(sorted(p.name[:-len(".b2nd")] for p in folder.glob("*.b2nd")
+                                          if not p.name.endswith("_seg.b2nd")))
     if splits_file.is_file() and json.loads(splits_file.read_text()) != splits:
         sys.exit(f"{splits_file} differs from this benchmark's split; move it away or use another --work.")
     splits_file.write_text(json.dumps(splits, indent=1))

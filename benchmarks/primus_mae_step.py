@@ -24,6 +24,82 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 
+def step(network, precision, forward, loss_of, optimise: bool = True):
+    """A callable: forward under the precision's autocast, loss in fp32, backward, and (optimise) an AdamW step."""
+    import torch
+
+    optimizer = torch.optim.AdamW([p for p in network.parameters() if p.requires_grad], 1e-4) if optimise else None
+
+    def run():
+        if optimizer is not None:
+            optimizer.zero_grad(set_to_none=True)
+        with precision.autocast("cpu"):
+            out = forward()
+        loss_of(out).backward()
+        if optimizer is not None:
+            optimizer.step()
+    return run
+
+
+def candidate_steps(size: str, patch: list[int], batch_size: int, precision) -> tuple[dict, dict]:
+    """The timed callables by name, and the two networks' parameter counts (millions)."""
+    import torch
+    from dynamic_network_architectures.architectures import primus
+
+    from nnunet_mae.architectures import primus_mae
+    from nnunet_mae.architectures.tokens import patchify, token_grid
+    from nnunet_mae.losses.reconstruction import masked_reconstruction_loss
+    from nnunet_mae.masking.random_masking import random_token_masking
+
+    kwargs = dict(patch_embed_size=(8, 8, 8), input_shape=tuple(patch), drop_path_rate=0.2,
+                  scale_attn_inner=True, init_values=0.1)
+    segmentation = getattr(primus, f"PrimusV3{size}")(1, 3, **kwargs)  # as nnUNet_PrimusV3*_Trainer builds it
+    mae = getattr(primus_mae, f"PrimusV3{size}MAE")(1, 3, **kwargs)
+    x = torch.randn(batch_size, 1, *patch)
+    masks = random_token_masking(batch_size, math.prod(token_grid(patch, (8, 8, 8))), 0.75,
+                                 generator=torch.Generator().manual_seed(0))
+    target = patchify(x, (8, 8, 8))
+    # the same MAE network and batch in channels-last memory format (NDHWC), a candidate to shrink the stem's share
+    mae_cl = copy.deepcopy(mae).to(memory_format=torch.channels_last_3d)
+    x_cl = x.contiguous(memory_format=torch.channels_last_3d)
+
+    def reconstruction(pred):
+        return masked_reconstruction_loss(pred.float(), target, masks[2], False)
+
+    def mean(out):
+        return out.float().mean()
+
+    steps = {
+        "segmentation step": step(segmentation, precision, lambda: segmentation(x).float().square().mean(),
+                                  lambda loss: loss),
+        "MAE step": step(mae, precision, lambda: mae(x, *masks), reconstruction),
+        # the MAE step's convolutional stem, forward + backward, on the zeroed image
+        "MAE stem only": step(mae, precision, lambda: mae.down_projection(x), mean, optimise=False),
+        # stem + Eva blocks on the visible tokens, forward + backward (no MAE decoder)
+        "MAE stem + Eva on visible tokens": step(mae, precision, lambda: mae.encode_visible(x, masks[0], masks[2]),
+                                                 mean, optimise=False),
+        "MAE step, channels-last": step(mae_cl, precision, lambda: mae_cl(x_cl, *masks), reconstruction),
+        "MAE stem only, channels-last": step(mae_cl, precision, lambda: mae_cl.down_projection(x_cl), mean,
+                                             optimise=False),
+    }
+    parameters = {"segmentation": sum(p.numel() for p in segmentation.parameters()) / 1e6,
+                  "mae": sum(p.numel() for p in mae.parameters()) / 1e6}
+    return steps, parameters
+
+
+def interleaved_timings(steps: dict, repeats: int) -> dict[str, list[float]]:
+    """One warm-up call each, then `repeats` rounds running the candidates in turn."""
+    for fn in steps.values():
+        fn()
+    timings: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, fn in steps.items():
+            start = time.perf_counter()
+            fn()
+            timings[name].append(time.perf_counter() - start)
+    return timings
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=["S", "B", "M", "L"], default="S")
@@ -34,87 +110,18 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "primus_mae_step")
     args = parser.parse_args(argv)
     import torch
-    from dynamic_network_architectures.architectures import primus
     from common import machine_info
 
-    from nnunet_mae.architectures import primus_mae
-    from nnunet_mae.architectures.tokens import patchify, token_grid
-    from nnunet_mae.losses.reconstruction import masked_reconstruction_loss
-    from nnunet_mae.masking.random_masking import random_token_masking
     from nnunet_mae.training.precision import choose_precision
 
     precision = choose_precision(args.precision, "cpu")
-    kwargs = dict(patch_embed_size=(8, 8, 8), input_shape=tuple(args.patch), drop_path_rate=0.2,
-                  scale_attn_inner=True, init_values=0.1)
-    segmentation = getattr(primus, f"PrimusV3{args.size}")(1, 3, **kwargs)  # as nnUNet_PrimusV3*_Trainer builds it
-    mae = getattr(primus_mae, f"PrimusV3{args.size}MAE")(1, 3, **kwargs)
-    optimizers = {name: torch.optim.AdamW([p for p in n.parameters() if p.requires_grad], 1e-4)
-                  for name, n in (("segmentation", segmentation), ("mae", mae))}
-    x = torch.randn(args.batch_size, 1, *args.patch)
-    num_tokens = math.prod(token_grid(args.patch, (8, 8, 8)))
-    masks = random_token_masking(args.batch_size, num_tokens, 0.75, generator=torch.Generator().manual_seed(0))
-    timings: dict[str, list[float]] = {}
-
-    def timed(name, fn):
-        start = time.perf_counter()
-        fn()
-        timings.setdefault(name, []).append(time.perf_counter() - start)
-
-    def segmentation_step():
-        optimizers["segmentation"].zero_grad(set_to_none=True)
-        with precision.autocast("cpu"):
-            loss = segmentation(x).float().square().mean()
-        loss.backward()
-        optimizers["segmentation"].step()
-
-    def mae_step():
-        optimizers["mae"].zero_grad(set_to_none=True)
-        with precision.autocast("cpu"):
-            pred = mae(x, *masks)
-        masked_reconstruction_loss(pred.float(), patchify(x, (8, 8, 8)), masks[2], False).backward()
-        optimizers["mae"].step()
-
-    def stem_only():  # the MAE step's convolutional stem, forward + backward, on the zeroed image
-        with precision.autocast("cpu"):
-            out = mae.down_projection(x)
-        out.float().mean().backward()
-
-    def encoder_only():  # stem + Eva blocks on the visible tokens, forward + backward (no MAE decoder)
-        with precision.autocast("cpu"):
-            out = mae.encode_visible(x, masks[0], masks[2])
-        out.float().mean().backward()
-
-    # the same MAE network and batch in channels-last memory format (NDHWC), a candidate to shrink the stem's share
-    mae_cl = copy.deepcopy(mae).to(memory_format=torch.channels_last_3d)
-    optimizers["mae_cl"] = torch.optim.AdamW([p for p in mae_cl.parameters() if p.requires_grad], 1e-4)
-    x_cl = x.contiguous(memory_format=torch.channels_last_3d)
-
-    def mae_step_channels_last():
-        optimizers["mae_cl"].zero_grad(set_to_none=True)
-        with precision.autocast("cpu"):
-            pred = mae_cl(x_cl, *masks)
-        masked_reconstruction_loss(pred.float(), patchify(x, (8, 8, 8)), masks[2], False).backward()
-        optimizers["mae_cl"].step()
-
-    def stem_only_channels_last():
-        with precision.autocast("cpu"):
-            out = mae_cl.down_projection(x_cl)
-        out.float().mean().backward()
-
-    steps = {"segmentation step": segmentation_step, "MAE step": mae_step, "MAE stem only": stem_only,
-             "MAE stem + Eva on visible tokens": encoder_only, "MAE step, channels-last": mae_step_channels_last,
-             "MAE stem only, channels-last": stem_only_channels_last}
-    for fn in steps.values():  # warm-up
-        fn()
-    for _ in range(args.repeats):
-        for name, fn in steps.items():
-            timed(name, fn)
+    steps, parameters = candidate_steps(args.size, args.patch, args.batch_size, precision)
+    timings = interleaved_timings(steps, args.repeats)
     median = {k: statistics.median(v) for k, v in timings.items()}
     results = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine_info("cpu"),
                "precision": precision.describe(), "size": args.size, "patch": args.patch,
                "batch_size": args.batch_size, "threads": torch.get_num_threads(), "seconds": timings, "median": median,
-               "parameters_millions": {"segmentation": sum(p.numel() for p in segmentation.parameters()) / 1e6,
-                                       "mae": sum(p.numel() for p in mae.parameters()) / 1e6},
+               "parameters_millions": parameters,
                "ratios": {"MAE step / segmentation step": median["MAE step"] / median["segmentation step"],
                           "stem share of the MAE step": median["MAE stem only"] / median["MAE step"],
                           "MAE step channels-last / MAE step": median["MAE step, channels-last"] / median["MAE step"],

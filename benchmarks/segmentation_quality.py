@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
-from common import DEFAULT_DATA, run_logged as run
+from common import DEFAULT_DATA, machine_info, prepare_workspace, run_logged as run, workspace_environment
 
 HERE = Path(__file__).resolve().parent
 ARMS = {  # arm -> (pre-training trainer or None, segmentation trainer)
@@ -48,24 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "segmentation_quality")
     args = parser.parse_args(argv)
     arms = args.arms.split(",")
-    for sub in ("raw", "preprocessed", "results", "logs"):
-        (args.work / sub).mkdir(parents=True, exist_ok=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    link = args.work / "raw" / "Dataset004_Hippocampus"
-    if not (args.data / "dataset.json").is_file():
-        sys.exit(f"{args.data} is not the Hippocampus raw dataset (no dataset.json): give its folder with --data.")
-    if not link.exists():
-        link.symlink_to(args.data.resolve())
-    env = dict(os.environ, nnUNet_raw=str(args.work / "raw"), nnUNet_preprocessed=str(args.work / "preprocessed"),
-               nnUNet_results=str(args.work / "results"),
-               nnUNet_extTrainer=os.pathsep.join([str(HERE / "trainers"), os.environ.get("nnUNet_extTrainer", "")]))
+    env = workspace_environment(args.work)
     logs = args.work / "logs"
-    if not (args.work / "preprocessed" / "Dataset004_Hippocampus" / "nnUNetPlans_3d_fullres").is_dir():
-        run(["nnUNetv2_plan_and_preprocess", "-d", "4", "-c", "3d_fullres", "-np", "2"], env, logs / "plan.log")
-
-    from common import machine_info
-
-    from nnunet_mae.transfer.checkpoint_io import safe_torch_load
+    prepare_workspace(args.data, args.work, env)
+    args.out.mkdir(parents=True, exist_ok=True)
 
     results = {"protocol": args.protocol, "device": args.device, "date": time.strftime("%Y-%m-%d"),
                "machine": machine_info(args.device), "arms": {}}
@@ -75,25 +60,31 @@ def main(argv: list[str] | None = None) -> int:
         if (earlier.get("protocol"), earlier.get("device")) == (args.protocol, args.device):
             results["arms"] = {a: e for a, e in earlier["arms"].items() if a not in arms}
     for arm in arms:
-        pretrainer, trainer = (t.format(p=args.protocol) if t else None for t in ARMS[arm])
-        entry = {"trainer": trainer, "pretrainer": pretrainer}
-        if pretrainer:
-            if not (trainer_folder(env, pretrainer, "all") / "checkpoint_final.pth").is_file():
-                entry["pretrain_seconds"] = run(["nnUNetv2_train", "4", "3d_fullres", "all", "-tr", pretrainer,
-                                                 "-device", args.device], env, logs / f"{arm}_pretrain.log")
-        entry["train_seconds"] = run(["nnUNetv2_train", "4", "3d_fullres", "0", "-tr", trainer, "-device",
-                                      args.device], env, logs / f"{arm}_train.log")
-        folder = trainer_folder(env, trainer, "0")
-        summary = json.loads((folder / "validation" / "summary.json").read_text())
-        entry["dice"] = {label: summary["mean"][label]["Dice"] for label in summary["mean"]}
-        entry["mean_dice"] = summary["foreground_mean"]["Dice"]
-        logging = safe_torch_load(folder / "checkpoint_final.pth")["logging"]
-        entry["pseudo_dice_per_epoch"] = [float(x) for x in logging["mean_fg_dice"]]
-        results["arms"][arm] = entry
+        results["arms"][arm] = entry = run_arm(arm, args, env, logs)
         (args.out / "results.json").write_text(json.dumps(results, indent=2))
         print(f"{arm}: mean Dice {entry['mean_dice']:.4f} ({entry['train_seconds']:.0f} s)", flush=True)
     write_report(results, args.out)
     return 0
+
+
+def run_arm(arm: str, args, env: dict, logs: Path) -> dict:
+    """Pre-train (once, kept across invocations) and train one arm; its Dice from nnU-Net's final validation."""
+    from nnunet_mae.transfer.checkpoint_io import safe_torch_load
+
+    pretrainer, trainer = (t.format(p=args.protocol) if t else None for t in ARMS[arm])
+    entry = {"trainer": trainer, "pretrainer": pretrainer}
+    if pretrainer and not (trainer_folder(env, pretrainer, "all") / "checkpoint_final.pth").is_file():
+        entry["pretrain_seconds"] = run(["nnUNetv2_train", "4", "3d_fullres", "all", "-tr", pretrainer,
+                                         "-device", args.device], env, logs / f"{arm}_pretrain.log")
+    entry["train_seconds"] = run(["nnUNetv2_train", "4", "3d_fullres", "0", "-tr", trainer, "-device",
+                                  args.device], env, logs / f"{arm}_train.log")
+    folder = trainer_folder(env, trainer, "0")
+    summary = json.loads((folder / "validation" / "summary.json").read_text())
+    entry["dice"] = {label: summary["mean"][label]["Dice"] for label in summary["mean"]}
+    entry["mean_dice"] = summary["foreground_mean"]["Dice"]
+    logging = safe_torch_load(folder / "checkpoint_final.pth")["logging"]
+    entry["pseudo_dice_per_epoch"] = [float(x) for x in logging["mean_fg_dice"]]
+    return entry
 
 
 def write_report(results: dict, out: Path) -> None:

@@ -35,31 +35,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import CONFIGURATION, DATASET, DEFAULT_DATA, machine_info
+from common import CONFIGURATION, DATASET, DEFAULT_DATA, machine_info, prepare_workspace, workspace_environment
 from step_speed_measure import matmul_peak, run_single
 from step_speed_report import PRECISIONS, TARGETS, TRAINERS, add_efficiency, derived_ratios, plot, write_markdown
 
 HERE = Path(__file__).resolve().parent
-
-
-def check_workspace(args, env: dict) -> None:
-    for sub in ("raw", "preprocessed", "logs"):
-        (args.work / sub).mkdir(parents=True, exist_ok=True)
-    link = args.work / "raw" / DATASET
-    if not link.exists():
-        link.symlink_to(args.data.resolve())
-    base = args.work / "preprocessed" / DATASET
-    folder = base / f"nnUNetPlans_{CONFIGURATION}"
-    if not folder.is_dir():
-        print(f"Preprocessing {DATASET} for {CONFIGURATION} into {base} ...", flush=True)
-        with open(args.work / "logs" / "plan.log", "w") as log:
-            subprocess.run(["nnUNetv2_plan_and_preprocess", "-d", "4", "-c", CONFIGURATION, "-np", "2"], env=env,
-                           stdout=log, stderr=subprocess.STDOUT, check=True)
-    expected = json.loads((base / "dataset.json").read_text()).get("numTraining")
-    cases = {p.name.split(".")[0] for p in folder.iterdir() if p.suffix in (".b2nd", ".npz", ".npy", ".pkl")}
-    cases = {c[:-4] if c.endswith("_seg") else c for c in cases}
-    if expected and len(cases) < expected:
-        sys.exit(f"{folder} holds {len(cases)} of {expected} cases: preprocessing is incomplete or still running.")
 
 
 def run_child(args, env: dict, trainer: str, precision: str, count_flops: bool, logs: Path) -> dict:
@@ -87,7 +67,7 @@ def run_child(args, env: dict, trainer: str, precision: str, count_flops: bool, 
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trainers", default=",".join(TRAINERS), help="comma-separated trainer class names")
     parser.add_argument("--precisions", default="auto",
@@ -115,8 +95,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--single", nargs=2, metavar=("TRAINER", "PRECISION"), help=argparse.SUPPRESS)
     parser.add_argument("--result-file", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--count-flops", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
 
+
+def chosen_precisions(parser: argparse.ArgumentParser, args) -> list[str]:
+    """--precisions as a list; 'auto': fp32, plus bf16 where the trainers' own rule would choose it."""
+    precisions = [p for p in args.precisions.split(",") if p]
+    if precisions == ["auto"]:
+        from nnunet_mae.training.precision import choose_precision
+
+        auto = choose_precision("auto", args.device)
+        precisions = ["fp32"] + (["bf16"] if auto.precision == "bf16" else [])
+        print(f"--precisions auto: {', '.join(precisions)} (the trainers choose {auto.describe()})", flush=True)
+    if set(precisions) - set(PRECISIONS):
+        parser.error(f"--precisions must be from {PRECISIONS}")
+    return precisions
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.single:
         result = run_single(args)
         args.result_file.write_text(json.dumps(result, indent=2))
@@ -127,22 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     trainers = [t for t in args.trainers.split(",") if t]
-    precisions = [p for p in args.precisions.split(",") if p]
-    if precisions == ["auto"]:
-        from nnunet_mae.training.precision import choose_precision
-
-        auto = choose_precision("auto", args.device)
-        precisions = ["fp32"] + (["bf16"] if auto.precision == "bf16" else [])
-        print(f"--precisions auto: {', '.join(precisions)} (the trainers choose {auto.describe()})", flush=True)
-    if set(precisions) - set(PRECISIONS):
-        parser.error(f"--precisions must be from {PRECISIONS}")
+    precisions = chosen_precisions(parser, args)
     temp = Path(tempfile.mkdtemp(prefix="step_speed_"))
     logs = temp / "logs"
     logs.mkdir()
-    env = dict(os.environ, nnUNet_raw=str(args.work / "raw"), nnUNet_preprocessed=str(args.work / "preprocessed"),
-               nnUNet_results=str(temp / "results"), nnUNet_n_proc_DA=str(args.n_proc_da),
-               nnUNet_compile="t" if args.compile else "f")
-    check_workspace(args, env)
+    env = workspace_environment(args.work, temp / "results", nnUNet_n_proc_DA=str(args.n_proc_da),
+                                nnUNet_compile="t" if args.compile else "f")
+    prepare_workspace(args.data, args.work, env)
     args.out.mkdir(parents=True, exist_ok=True)
 
     start = time.time()
@@ -158,6 +147,23 @@ def main(argv: list[str] | None = None) -> int:
     results["matmul_peak"] = matmul_peak(args.device)
     print("  " + ", ".join(f"{p} {results['matmul_peak'][p]['tflops']:.3f} TFLOP/s" for p in PRECISIONS), flush=True)
 
+    results["runs"] = run_all(args, env, trainers, precisions, logs, start)
+    results["load_average_at_end"] = os.getloadavg()
+    results["total_seconds"] = time.time() - start
+    results["ratios"] = derived_ratios(results["runs"], args.device)
+    add_efficiency(results)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    markdown = write_markdown(results)
+    (args.out / "results.md").write_text(markdown)
+    plot(results, args.out / "speed.png")
+    shutil.rmtree(temp / "results", ignore_errors=True)
+    print("\n" + markdown)
+    print(f"Written to {args.out}; subprocess logs in {logs}")
+    return 0
+
+
+def run_all(args, env: dict, trainers: list[str], precisions: list[str], logs: Path, start: float) -> list[dict]:
+    """Every (trainer, precision) in its own subprocess; FLOPs counted once per trainer and copied to its rows."""
     runs, flops = [], {}
     for trainer in trainers:
         for precision in precisions:
@@ -176,19 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     for run in runs:
         if "error" not in run and run["trainer"] in flops:
             run["flops_per_step"] = flops[run["trainer"]]
-    results["runs"] = runs
-    results["load_average_at_end"] = os.getloadavg()
-    results["total_seconds"] = time.time() - start
-    results["ratios"] = derived_ratios(runs, args.device)
-    add_efficiency(results)
-    (args.out / "results.json").write_text(json.dumps(results, indent=2))
-    markdown = write_markdown(results)
-    (args.out / "results.md").write_text(markdown)
-    plot(results, args.out / "speed.png")
-    shutil.rmtree(temp / "results", ignore_errors=True)
-    print("\n" + markdown)
-    print(f"Written to {args.out}; subprocess logs in {logs}")
-    return 0
+    return runs
 
 
 

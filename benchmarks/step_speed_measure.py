@@ -97,52 +97,28 @@ def timed_phase(step, *, warmup: int, steps: int, min_steps: int, max_seconds: f
 
 
 def run_single(args) -> dict:
+    """One (trainer, precision): network-only phase, encoder alone (ViT), then the real phase with the loader."""
     started = time.perf_counter()
-    import contextlib
-
     import torch
-    from batchgenerators.utilities.file_and_folder_operations import join, load_json
     from torch.utils.flop_counter import FlopCounterMode
 
+    from nnunet_mae.training.distributed import unwrap_network
+
     device = torch.device(args.device)
-    if device.type == "cpu":
-        torch.set_num_threads(multiprocessing.cpu_count())  # as nnUNetv2_train -device cpu
-    else:
-        torch.set_num_threads(1)  # as nnUNetv2_train -device cuda
-        torch.set_num_interop_threads(1)
+    _set_threads(device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-
-    trainer_class = find_trainer_class(args.single[0])
+    trainer = _build_trainer(args.single[0], args.batch_size, device)
     precision = args.single[1]
-    ours = hasattr(trainer_class, "autocast")  # nnunet_mae trainers: bf16 / fp32 switch `mixed_precision`
-    base = join(os.environ["nnUNet_preprocessed"], DATASET)
-    plans = load_json(join(base, "nnUNetPlans.json"))
-    plans["configurations"][CONFIGURATION]["batch_size"] = args.batch_size
-    plans["continue_training"] = False
-    trainer = trainer_class(plans=plans, configuration=CONFIGURATION, fold="all",
-                            dataset_json=load_json(join(base, "dataset.json")), device=device)
-    if ours:
-        trainer.mixed_precision = precision
-        context, precision_note = contextlib.nullcontext, f"{precision}: trainer.mixed_precision = '{precision}'"
-    elif device.type == "cuda":
-        context = contextlib.nullcontext
-        precision_note = "fp16 autocast + GradScaler: nnU-Net's own train_step on CUDA (not bf16)"
-    elif precision == "bf16":
-        context = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
-        precision_note = ("bf16 by an EXTERNAL torch.autocast('cpu', bfloat16) around nnU-Net's whole train_step; "
-                          "nnU-Net itself never autocasts on CPU")
-    else:
-        context, precision_note = contextlib.nullcontext, "fp32: nnU-Net's own train_step (no autocast on CPU)"
-
+    ours = hasattr(trainer, "autocast")  # nnunet_mae trainers: bf16 / fp32 switch `mixed_precision`
+    context, precision_note = _precision_context(trainer, ours, device, precision)
     trainer.initialize()
     trainer.dataloader_train, trainer.dataloader_val = trainer.get_dataloaders()
     trainer.on_train_epoch_start()
     batch = to_device(next(trainer.dataloader_train), device)  # before pausing: a paused, empty loader blocks
     paused = set_paused(trainer.dataloader_train, True)
     set_paused(trainer.dataloader_val, True)  # never used here
-    network = trainer.network.module if hasattr(trainer.network, "module") else trainer.network
-    network = getattr(network, "_orig_mod", network)
-    result = {"trainer": trainer_class.__name__, "precision": precision, "precision_note": precision_note,
+    network = unwrap_network(trainer.network)
+    result = {"trainer": type(trainer).__name__, "precision": precision, "precision_note": precision_note,
               "external_autocast": not ours and device.type == "cpu" and precision == "bf16",
               "device": str(device), "batch_size": trainer.batch_size,
               "patch_size": list(trainer.configuration_manager.patch_size),
@@ -155,6 +131,82 @@ def run_single(args) -> dict:
             trainer.train_step(batch)
         return 0.0
 
+    phase = dict(warmup=args.warmup, steps=args.steps, min_steps=args.min_steps, max_seconds=args.max_seconds,
+                 sync=sync)
+    result["setup_s"] = time.perf_counter() - started
+    counted = 0
+    if args.count_flops:  # the counted step is the first (untimed) warm-up step
+        with FlopCounterMode(display=False) as counter:
+            network_step()
+        result["flops_per_step"], counted = counter.get_total_flops(), 1
+    result["network"] = _with_peak_memory(device, lambda: timed_phase(network_step, **phase, warm_done=counted))
+    encoder = getattr(network, "encoder", None)
+    if type(trainer).__name__ == "nnUNetTrainerViT" and encoder is not None:
+        result["encoder"] = measure_encoder(encoder, batch["data"], trainer.autocast if ours else context, sync,
+                                            args.max_seconds / 4)
+    result.update(_real_phase(trainer, context, phase, device))
+    result["peak_rss_mb"] = rss_mb("VmHWM")
+    shut_down(trainer.dataloader_train)
+    shut_down(trainer.dataloader_val)
+    return result
+
+
+def _set_threads(device) -> None:
+    import torch
+
+    if device.type == "cpu":
+        torch.set_num_threads(multiprocessing.cpu_count())  # as nnUNetv2_train -device cpu
+    else:
+        torch.set_num_threads(1)  # as nnUNetv2_train -device cuda
+        torch.set_num_interop_threads(1)
+
+
+def _build_trainer(trainer_name: str, batch_size: int, device):
+    """The trainer as nnUNetv2_train builds it, with the batch size overridden and fold `all` (no split file)."""
+    from batchgenerators.utilities.file_and_folder_operations import join, load_json
+
+    base = join(os.environ["nnUNet_preprocessed"], DATASET)
+    plans = load_json(join(base, "nnUNetPlans.json"))
+    plans["configurations"][CONFIGURATION]["batch_size"] = batch_size
+    plans["continue_training"] = False
+    return find_trainer_class(trainer_name)(plans=plans, configuration=CONFIGURATION, fold="all",
+                                            dataset_json=load_json(join(base, "dataset.json")), device=device)
+
+
+def _precision_context(trainer, ours: bool, device, precision: str):
+    """(context around each train_step, what it means): ours switch `mixed_precision`; nnU-Net's trainers get an
+    external bf16 autocast on CPU, their own fp16 AMP on CUDA."""
+    import contextlib
+
+    import torch
+
+    if ours:
+        trainer.mixed_precision = precision
+        return contextlib.nullcontext, f"{precision}: trainer.mixed_precision = '{precision}'"
+    if device.type == "cuda":
+        return contextlib.nullcontext, "fp16 autocast + GradScaler: nnU-Net's own train_step on CUDA (not bf16)"
+    if precision == "bf16":
+        return (lambda: torch.autocast("cpu", dtype=torch.bfloat16),
+                "bf16 by an EXTERNAL torch.autocast('cpu', bfloat16) around nnU-Net's whole train_step; "
+                "nnU-Net itself never autocasts on CPU")
+    return contextlib.nullcontext, "fp32: nnU-Net's own train_step (no autocast on CPU)"
+
+
+def _with_peak_memory(device, measure) -> dict:
+    """measure() and, on CUDA, the peak memory it allocated."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    result = measure()
+    if device.type == "cuda":
+        result["peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
+    return result
+
+
+def _real_phase(trainer, context, phase: dict, device) -> dict:
+    """Fresh batches from the running loader: the prefetched ones are dropped first, then the workers resumed."""
+
     def real_step() -> float:
         t0 = time.perf_counter()
         fresh = next(trainer.dataloader_train)
@@ -163,37 +215,11 @@ def run_single(args) -> dict:
             trainer.train_step(fresh)
         return wait
 
-    phase = dict(warmup=args.warmup, steps=args.steps, min_steps=args.min_steps, max_seconds=args.max_seconds,
-                 sync=sync)
-    result["setup_s"] = time.perf_counter() - started
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    counted = 0
-    if args.count_flops:  # the counted step is the first (untimed) warm-up step
-        with FlopCounterMode(display=False) as counter:
-            network_step()
-        result["flops_per_step"], counted = counter.get_total_flops(), 1
-    result["network"] = timed_phase(network_step, **phase, warm_done=counted)
-    if device.type == "cuda":
-        result["network"]["peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
-
-    encoder = getattr(network, "encoder", None)
-    if trainer_class.__name__ == "nnUNetTrainerViT" and encoder is not None:
-        result["encoder"] = measure_encoder(encoder, batch["data"], trainer.autocast if ours else context, sync,
-                                            args.max_seconds / 4)
-
     set_paused(trainer.dataloader_train, True)  # already paused; settle, then empty the cache
-    result["real_batches_dropped_before_timing"] = drain(trainer.dataloader_train)
+    dropped = drain(trainer.dataloader_train)
     set_paused(trainer.dataloader_train, False)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    result["real"] = timed_phase(real_step, **phase)
-    if device.type == "cuda":
-        result["real"]["peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
-    result["peak_rss_mb"] = rss_mb("VmHWM")
-    shut_down(trainer.dataloader_train)
-    shut_down(trainer.dataloader_val)
-    return result
+    return {"real_batches_dropped_before_timing": dropped,
+            "real": _with_peak_memory(device, lambda: timed_phase(real_step, **phase))}
 
 
 def measure_encoder(encoder, data, context, sync, max_seconds: float) -> dict:

@@ -117,6 +117,15 @@ def fmt(value, spec: str = ".3f", missing: str = "-") -> str:
 
 
 def write_markdown(results: dict) -> str:
+    lines = _header_lines(results)
+    for mode in MODES:
+        lines += _mode_table(results, mode)
+    lines += _encoder_table(results) + _ratio_tables(results) + ["## Notes", ""]
+    lines += [f"- {n}" for n in _notes(results["machine"]["device"])]
+    return "\n".join(lines) + "\n"
+
+
+def _header_lines(results: dict) -> list[str]:
     m, s = results["machine"], results["settings"]
     hardware = m.get("gpu") or f"{m.get('cpu')} ({m['cpu_count']} cores; {', '.join(m.get('cpu_flags', []))})"
     device = results["runs"][0]["device"] if results["runs"] and "device" in results["runs"][0] else m["device"]
@@ -135,52 +144,64 @@ def write_markdown(results: dict) -> str:
         lines += [f"**Warning: the machine was busy at the start (load {load} on {m['cpu_count']} cores); "
                   "the timings are not trustworthy.**", ""]
     peak = results["matmul_peak"]
-    lines += ["torch.mm reference: " + ", ".join(f"{p} {peak[p]['tflops']:.3f} TFLOP/s" for p in PRECISIONS) + ".", ""]
+    return lines + ["torch.mm reference: " + ", ".join(f"{p} {peak[p]['tflops']:.3f} TFLOP/s" for p in PRECISIONS)
+                    + ".", ""]
+
+
+def _mode_table(results: dict, mode: str) -> list[str]:
+    m = results["machine"]
     memory = "peak memory [MiB] (torch.cuda.max_memory_allocated)" if m["device"] == "cuda" else \
         "RSS before 1st step / peak RSS [MiB] (measuring process)"
-    for mode in MODES:
-        lines += [f"## {MODE_TITLES[mode]}", "",
-                  f"| trainer | precision | s / step | samples / s | {'data wait [s] | ' if mode == 'real' else ''}"
-                  f"GFLOP / step | TFLOP/s | % peak | {memory} |",
-                  "|---|---|---|---|" + ("---|" if mode == "real" else "") + "---|---|---|---|"]
-        for run in results["runs"]:
-            name = SHORT.get(run["trainer"], run["trainer"])
-            if "error" in run:
-                lines.append(f"| {name} | {run['precision']} | failed: {run['error']} |")
-                continue
-            r = run[mode]
-            precision = run["precision"] + (" (external autocast)" if run["external_autocast"] else "")
-            if m["device"] == "cuda" and not hasattr_autocast(run["trainer"]):
-                precision = "fp16 AMP (nnU-Net's own)"
-            mem = fmt(r.get("peak_memory_mb"), ".0f") if m["device"] == "cuda" else \
-                f"{fmt(run['rss_before_first_step_mb'], '.0f')} / {fmt(run['peak_rss_mb'], '.0f')}"
-            lines.append(
-                f"| {name} | {precision} | {r['median_s']:.3f} ({r['steps_timed']}) | "
-                f"{run['batch_size'] / r['median_s']:.2f} | "
-                + (f"{r['median_data_wait_s']:.3f} | " if mode == "real" else "")
-                + f"{fmt(run.get('flops_per_step', None) and run['flops_per_step'] / 1e9, '.0f')} | "
-                f"{fmt(r.get('achieved_tflops'))} | {fmt(r.get('percent_of_matmul_peak'), '.1f')} | {mem} |")
-        lines.append("")
-    encoders = [r for r in results["runs"] if "encoder" in r and "error" not in r]
-    if encoders:
-        lines += ["## ViT encoder alone (forward + backward, no decoder, loss or optimizer)", "",
-                  "| precision | s | GFLOP | TFLOP/s | % peak | share of step FLOPs | share of network-only step time |",
-                  "|---|---|---|---|---|---|---|"]
-        for run in encoders:
-            e = run["encoder"]
-            lines.append(f"| {run['precision']} | {e['median_s']:.3f} ({e['steps_timed']}) | {e['flops'] / 1e9:.0f} | "
-                         f"{fmt(e.get('achieved_tflops'))} | {fmt(e.get('percent_of_matmul_peak'), '.1f')} | "
-                         f"{fmt(e.get('flops_share_of_step'), '.0%')} | "
-                         f"{fmt(e.get('time_share_of_network_only_step'), '.0%')} |")
-        lines.append("")
-    def met(entry: dict | None) -> str:
-        return "-" if entry is None or "met" not in entry else ("yes" if entry["met"] else "**no**")
+    lines = [f"## {MODE_TITLES[mode]}", "",
+             f"| trainer | precision | s / step | samples / s | {'data wait [s] | ' if mode == 'real' else ''}"
+             f"GFLOP / step | TFLOP/s | % peak | {memory} |",
+             "|---|---|---|---|" + ("---|" if mode == "real" else "") + "---|---|---|---|"]
+    for run in results["runs"]:
+        name = SHORT.get(run["trainer"], run["trainer"])
+        if "error" in run:
+            lines.append(f"| {name} | {run['precision']} | failed: {run['error']} |")
+            continue
+        r = run[mode]
+        precision = run["precision"] + (" (external autocast)" if run["external_autocast"] else "")
+        if m["device"] == "cuda" and not hasattr_autocast(run["trainer"]):
+            precision = "fp16 AMP (nnU-Net's own)"
+        mem = fmt(r.get("peak_memory_mb"), ".0f") if m["device"] == "cuda" else \
+            f"{fmt(run['rss_before_first_step_mb'], '.0f')} / {fmt(run['peak_rss_mb'], '.0f')}"
+        lines.append(
+            f"| {name} | {precision} | {r['median_s']:.3f} ({r['steps_timed']}) | "
+            f"{run['batch_size'] / r['median_s']:.2f} | "
+            + (f"{r['median_data_wait_s']:.3f} | " if mode == "real" else "")
+            + f"{fmt(run.get('flops_per_step', None) and run['flops_per_step'] / 1e9, '.0f')} | "
+            f"{fmt(r.get('achieved_tflops'))} | {fmt(r.get('percent_of_matmul_peak'), '.1f')} | {mem} |")
+    return lines + [""]
 
+
+def _encoder_table(results: dict) -> list[str]:
+    encoders = [r for r in results["runs"] if "encoder" in r and "error" not in r]
+    if not encoders:
+        return []
+    lines = ["## ViT encoder alone (forward + backward, no decoder, loss or optimizer)", "",
+             "| precision | s | GFLOP | TFLOP/s | % peak | share of step FLOPs | share of network-only step time |",
+             "|---|---|---|---|---|---|---|"]
+    for run in encoders:
+        e = run["encoder"]
+        lines.append(f"| {run['precision']} | {e['median_s']:.3f} ({e['steps_timed']}) | {e['flops'] / 1e9:.0f} | "
+                     f"{fmt(e.get('achieved_tflops'))} | {fmt(e.get('percent_of_matmul_peak'), '.1f')} | "
+                     f"{fmt(e.get('flops_share_of_step'), '.0%')} | "
+                     f"{fmt(e.get('time_share_of_network_only_step'), '.0%')} |")
+    return lines + [""]
+
+
+def _met(entry: dict | None) -> str:
+    return "-" if entry is None or "met" not in entry else ("yes" if entry["met"] else "**no**")
+
+
+def _ratio_tables(results: dict) -> list[str]:
     by_label: dict[str, dict[str, dict]] = {}
     for r in results["ratios"]:
         if r["key"] != "real_over_network":
             by_label.setdefault(r["label"], {})[r["mode"]] = r
-    lines += ["## Ratios", ""]
+    lines = ["## Ratios", ""]
     if by_label:
         lines += ["| ratio | network-only | real | target | met (network-only / real) |", "|---|---|---|---|---|"]
     else:
@@ -189,13 +210,16 @@ def write_markdown(results: dict) -> str:
         net, real = entries.get("network"), entries.get("real")
         target = (net or real).get("target", "-")
         lines.append(f"| {label} | {fmt(net and net['value'], '.2f')} | {fmt(real and real['value'], '.2f')} | "
-                     f"{target} | {met(net)} / {met(real)} |")
+                     f"{target} | {_met(net)} / {_met(real)} |")
     lines += ["", "| real step / network-only step | value | target | met |", "|---|---|---|---|"]
     for r in results["ratios"]:
         if r["key"] == "real_over_network":
-            lines.append(f"| {r['label'].split(', ', 1)[1]} | {r['value']:.2f} | {r['target']} | {met(r)} |")
-    lines += ["", "Targets: " + "; ".join(f"`{k}` {op} {t}: {why}" for k, (op, t, why) in TARGETS.items()) + ".", "",
-              "## Notes", ""]
+            lines.append(f"| {r['label'].split(', ', 1)[1]} | {r['value']:.2f} | {r['target']} | {_met(r)} |")
+    return lines + ["", "Targets: " + "; ".join(f"`{k}` {op} {t}: {why}" for k, (op, t, why) in TARGETS.items()) + ".",
+                    ""]
+
+
+def _notes(device: str) -> list[str]:
     notes = [
         "Every (trainer, precision) runs in its own subprocess; the trainer is built like `nnUNetv2_train` builds it "
         "(plans from the preprocessed folder with the batch size overridden, fold `all` so no split file is written), "
@@ -205,8 +229,8 @@ def write_markdown(results: dict) -> str:
         "loader's prefetched batches are discarded first and the workers resumed, so the timed steps see the "
         "steady-state pipeline; the time includes `next(dataloader_train)` (its median is the data-wait column).",
     ]
-    if m["device"] == "cpu":
-        notes += [
+    if device == "cpu":
+        return notes + [
             "nnU-Net's CNN and Primus-S have no CPU mixed precision: their fp32 rows are their own `train_step`; their "
             "bf16 rows wrap that whole `train_step` (forward, loss, backward, optimizer step) in an EXTERNAL "
             "`torch.autocast('cpu', dtype=torch.bfloat16)`, which nnU-Net itself never does. Our trainers autocast "
@@ -215,12 +239,9 @@ def write_markdown(results: dict) -> str:
             "both phases, AdamW state included from the first step on); the data-augmentation worker processes "
             "are not included.",
         ]
-    else:
-        notes += ["nnU-Net's CNN and Primus-S run their own `train_step`, which autocasts to fp16 with a GradScaler "
-                  "on CUDA; they appear in the mixed-precision rows as fp16 AMP (their % peak uses the bf16 torch.mm "
-                  "rate) and have no fp32 row."]
-    lines += [f"- {n}" for n in notes]
-    return "\n".join(lines) + "\n"
+    return notes + ["nnU-Net's CNN and Primus-S run their own `train_step`, which autocasts to fp16 with a GradScaler "
+                    "on CUDA; they appear in the mixed-precision rows as fp16 AMP (their % peak uses the bf16 torch.mm "
+                    "rate) and have no fp32 row."]
 
 
 def plot(results: dict, path: Path) -> None:

@@ -86,7 +86,9 @@ def test_plans_cover_the_variety(variety):
 def test_pretrain_finetune_predict(variety, method, dataset_id, configuration):
     root, env = variety
     pretrainer, finetuner = METHODS[method]
-    ensure_trained(root, env, dataset_id, configuration, pretrainer)
+    pretraining_log = ensure_trained(root, env, dataset_id, configuration, pretrainer)
+    if method == "gmim" and pretraining_log:  # the loss terms reach the log through the steps' outputs
+        assert re.search(r"train reconstruction loss [\d.]+, cross-correlation loss [-\d.]+ \(weight ", pretraining_log)
     pretrained = load(results_folder(root, NAMES[dataset_id], pretrainer, configuration) / "fold_all" /
                       "checkpoint_final.pth")["nnunet_mae"]
     config_plans = plans(root, dataset_id)["configurations"][configuration]

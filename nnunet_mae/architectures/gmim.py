@@ -115,9 +115,21 @@ class GMIMPretrainingNetwork(MAEPretrainingNetwork):
             z_online, z_target (B, projector_dim) projections or None without a second view;
             h_target (B, D) pooled target-branch tokens (no gradient) or None.
         """
+        grid = self.encoder.grid_of(images.shape[2:])
+        latent, current = self.encode_masked(images, mask, self._check_remasks(remasks, mask.shape), grid)
+        ids_identity = torch.arange(latent.shape[1], device=latent.device).expand(latent.shape[0], -1)
+        pred = self.mae_decoder(latent, ids_identity, grid)  # (B, L, P), no mask tokens inserted
+        z_online = z_target = h_target = None
+        if second_view is not None:
+            z_online, z_target, h_target = self.siamese_branch(latent, images, second_view)
+        return {"pred": pred, "mask": current.float(), "z_online": z_online, "z_target": z_target,
+                "h_target": h_target}
+
+    def encode_masked(self, images: torch.Tensor, mask: torch.Tensor, remasks: list, grid
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """All tokens through the encoder, masked ones as `mask_token + pos`, re-masked after the given blocks;
+        returns the normed latent (B, L, D) and the union of the masks (B, L) bool."""
         encoder = self.encoder
-        grid = encoder.grid_of(images.shape[2:])
-        remasks = self._check_remasks(remasks, mask.shape)
         tokens = encoder.patch_embed(images).flatten(2).transpose(1, 2)  # (B, L, D)
         pos = self.position_embedding(grid).to(tokens.dtype)  # (1, L, D)
         masked_value = self.mask_token.to(tokens.dtype) + pos  # (1, L, D)
@@ -130,21 +142,19 @@ class GMIMPretrainingNetwork(MAEPretrainingNetwork):
                 new = boundaries[index].bool() & ~current  # (B, L) newly masked here
                 x = torch.where(new.unsqueeze(-1), masked_value.to(x.dtype), x)
                 current = current | new
-        latent = encoder.norm(x)  # (B, L, D)
-        ids_identity = torch.arange(latent.shape[1], device=latent.device).expand(latent.shape[0], -1)
-        pred = self.mae_decoder(latent, ids_identity, grid)  # (B, L, P), no mask tokens inserted
+        return encoder.norm(x), current
 
-        z_online = z_target = h_target = None
-        if second_view is not None:
-            if not self.siamese:
-                raise ValueError("second_view was given, but the network was built with siamese=False (no "
-                                 "projector heads); build it with siamese=True or pass second_view=None.")
-            if second_view.shape != images.shape:
-                raise ValueError(f"second_view {tuple(second_view.shape)} must have the shape of images "
-                                 f"{tuple(images.shape)}.")
-            with torch.no_grad():  # stop-gradient target branch: same encoder weights, no masking
-                h_target = encoder(second_view)[0].mean(dim=1)  # (B, D)
-            z_online = self.projector_online(latent)  # (B, L, D) mean-pooled -> (B, out)
-            z_target = self.projector_target(h_target)  # trained head on detached features, as released code
-        return {"pred": pred, "mask": current.float(), "z_online": z_online, "z_target": z_target,
-                "h_target": h_target}
+    def siamese_branch(self, latent: torch.Tensor, images: torch.Tensor, second_view: torch.Tensor):
+        """(z_online, z_target, h_target): projections of the online latent and of the stop-gradient target branch
+        (same encoder weights, unmasked second view)."""
+        if not self.siamese:
+            raise ValueError("second_view was given, but the network was built with siamese=False (no "
+                             "projector heads); build it with siamese=True or pass second_view=None.")
+        if second_view.shape != images.shape:
+            raise ValueError(f"second_view {tuple(second_view.shape)} must have the shape of images "
+                             f"{tuple(images.shape)}.")
+        with torch.no_grad():  # stop-gradient target branch: same encoder weights, no masking
+            h_target = self.encoder(second_view)[0].mean(dim=1)  # (B, D)
+        z_online = self.projector_online(latent)  # (B, L, D) mean-pooled -> (B, out)
+        z_target = self.projector_target(h_target)  # trained head on detached features, as released code
+        return z_online, z_target, h_target

@@ -19,6 +19,8 @@ import os
 import sys
 from pathlib import Path
 
+from nnunet_mae.data.dataset_json import channel_names
+
 
 def _dataset_name(dataset: str) -> str:
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
@@ -60,7 +62,7 @@ def _raw_dataset(dataset: str) -> tuple[Path, dict]:
     return folder, load_json(str(folder / "dataset.json"))
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nnunet_mae add_unlabeled", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-d", required=True, help="target dataset (ID or name): its plans preprocess the images")
@@ -73,19 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-p", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
     parser.add_argument("-np", type=int, default=int(os.environ.get("nnUNet_def_n_proc", 4)),
                         help="processes (default nnUNet_def_n_proc or 4)")
-    args = parser.parse_args(argv)
-    if not (args.i or args.from_dataset or args.include_imagesTs):
-        parser.error("give images: -i FOLDER [FOLDER ...], --from_dataset ID, or --include_imagesTs")
+    return parser
 
-    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    from nnunet_mae.data.dataset_json import channel_names
-    from nnunet_mae.data.unlabeled import Collected, add_unlabeled_cases, collect_cases, unlabeled_folder
-
-    name, base, plans, dataset_json = _load_target(args.d, args.p, args.c)
-    num_channels = len(channel_names(dataset_json))
+def image_sources(args, name: str, dataset_json: dict, num_channels: int) -> list[tuple[Path, str, str]]:
+    """(folder, file ending, case-name prefix) of every image folder the arguments name."""
     ending = dataset_json["file_ending"]
-    sources: list[tuple[Path, str, str]] = [(folder, ending, "") for folder in args.i]  # folder, file ending, prefix
+    sources: list[tuple[Path, str, str]] = [(folder, ending, "") for folder in args.i]
     if args.include_imagesTs:
         sources.append((_raw_dataset(args.d)[0] / "imagesTs", ending, ""))
     for other in args.from_dataset:
@@ -97,6 +93,13 @@ def main(argv: list[str] | None = None) -> int:
         for sub in ("imagesTr", "imagesTs"):
             if (folder / sub).is_dir():
                 sources.append((folder / sub, other_json["file_ending"], f"{folder.name}__"))
+    return sources
+
+
+def collect_all(sources: list[tuple[Path, str, str]], num_channels: int):
+    """The cases of every source folder and the files rejected there (with the reason)."""
+    from nnunet_mae.data.unlabeled import Collected, collect_cases
+
     collected = Collected()
     for folder, file_ending, prefix in sources:
         try:
@@ -105,10 +108,26 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(str(e)) from None
         collected.cases += part.cases
         collected.rejected.update(part.rejected)
+    return collected
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not (args.i or args.from_dataset or args.include_imagesTs):
+        parser.error("give images: -i FOLDER [FOLDER ...], --from_dataset ID, or --include_imagesTs")
+
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from nnunet_mae.data.unlabeled import add_unlabeled_cases, unlabeled_folder
+
+    name, base, plans, dataset_json = _load_target(args.d, args.p, args.c)
+    num_channels = len(channel_names(dataset_json))
+    sources = image_sources(args, name, dataset_json, num_channels)
+    collected = collect_all(sources, num_channels)
     configuration = PlansManager(plans).get_configuration(args.c)
     out = unlabeled_folder(base, configuration.data_identifier)
-    labelled_folder = base / configuration.data_identifier
-    labelled = {p.stem for p in labelled_folder.glob("*.pkl")}
+    labelled = {p.stem for p in (base / configuration.data_identifier).glob("*.pkl")}
     print(f"{len(collected.cases)} case(s) found in {len(sources)} folder(s); preprocessing with {name}'s "
           f"{args.p} {args.c} into {out}", flush=True)
     summary = add_unlabeled_cases(collected.cases, out, plans, args.c, dataset_json, args.np, labelled=labelled)

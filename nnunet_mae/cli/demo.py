@@ -138,37 +138,55 @@ def write_unlabeled_pool(out: Path, b: Budget) -> Path:
 
 
 def run_demo(out: Path, budget_name: str, seed: int = 0) -> int:
-    b = BUDGETS[budget_name]
-    trainers = out / "trainers"
-    device = _device()
-    settings = subprocess_environment(out, trainers, device)
-    env = dict(os.environ, PYTHONUNBUFFERED="1", **settings)
-    demo = Demo(out=out, env=env, num_stages=11)
-    train_env = {} if device == "cuda" else {"nnUNet_n_proc_DA": "0"}  # augmentation in the main process on a CPU
-    raw = out / "nnUNet_raw" / DATASET
-    preds = {"MAE pre-trained": out / "predictions" / "pretrained", "from scratch": out / "predictions" / "scratch"}
-    results = out / "nnUNet_results" / DATASET
     from nnunet_mae.training.precision import choose_precision
 
+    device = _device()
+    settings = subprocess_environment(out, out / "trainers", device)
+    demo = Demo(out=out, env=dict(os.environ, PYTHONUNBUFFERED="1", **settings), num_stages=11)
     precision = choose_precision("auto", device)  # what the trainers will choose; each logs it at its start
     hardware = torch_device_name(device)
     print(f"nnunet_mae demo (budget {budget_name!r}, seed {seed}, device {device}: {hardware}) in {out}\n"
           f"The trainers run in {precision.describe()}.\n"
           f"Each stage writes its output to {out / 'logs'} (follow one with tail -f).")
+    unlabeled = write_inputs(demo, budget_name, seed)
+    preds = run_nnunet_stages(demo, BUDGETS[budget_name], unlabeled, device)
+    dice = {name: read_dice(folder / "summary.json") for name, folder in reversed(preds.items())}
+    png = summary_picture(demo, preds, dice)
+    script = write_commands(demo, settings)
+    (out / "demo_results.json").write_text(json.dumps({"budget": budget_name, "seed": seed, "device": device,
+                                                       "hardware": hardware,
+                                                       "precision": precision.describe(), "dice": dice,
+                                                       "seconds": demo.times}, indent=2))
+    print("\n" + format_table(dice, demo.times))
+    print("\n" + gain_line(dice, budget_name))
+    print_where_everything_is(demo, png, script)
+    return 0
 
-    started = demo.begin(f"write a synthetic dataset: {b.num_cases} labelled training cases, {b.num_unlabeled} "
-                         f"images without labels, {b.num_test_cases} test cases, shape {b.shape}")
+
+def write_inputs(demo: Demo, budget_name: str, seed: int) -> Path:
+    """Stage 1: the labelled dataset, the pool of unlabeled images and the demo's trainer variants."""
     from nnunet_mae.data.synthetic import write_synthetic_dataset
 
+    b, out = BUDGETS[budget_name], demo.out
+    started = demo.begin(f"write a synthetic dataset: {b.num_cases} labelled training cases, {b.num_unlabeled} "
+                         f"images without labels, {b.num_test_cases} test cases, shape {b.shape}")
     write_synthetic_dataset(out / "nnUNet_raw", dataset_id=DATASET_ID, name=DATASET_NAME, num_cases=b.num_cases,
                             shape=b.shape, num_test_cases=b.num_test_cases, difficulty=b.difficulty, seed=0)
     unlabeled = write_unlabeled_pool(out, b)
-    write_trainer_module(trainers, budget_name, seed)
+    write_trainer_module(out / "trainers", budget_name, seed)
     for sub in ("nnUNet_preprocessed", "nnUNet_results"):
         (out / sub).mkdir(exist_ok=True)
     demo.end("dataset", started)
+    return unlabeled
 
-    n_proc = env["nnUNet_def_n_proc"]
+
+def run_nnunet_stages(demo: Demo, b: Budget, unlabeled: Path, device: str) -> dict[str, Path]:
+    """Stages 2-10, nnU-Net's and this package's commands; returns the prediction folder of each row."""
+    raw = demo.out / "nnUNet_raw" / DATASET
+    preds = {"MAE pre-trained": demo.out / "predictions" / "pretrained",
+             "from scratch": demo.out / "predictions" / "scratch"}
+    n_proc = demo.env["nnUNet_def_n_proc"]
+    train_env = {} if device == "cuda" else {"nnUNet_n_proc_DA": "0"}  # augmentation in the main process on a CPU
     # -npp 0 -nps 0: nnU-Net predicts sequentially, without worker processes (faster for a few small cases)
     predict_workers = ["-npp", "0", "-nps", "0"] if device == "cpu" else ["-npp", "2", "-nps", "2"]
     train = ["nnUNetv2_train", str(DATASET_ID), CONFIGURATION]
@@ -193,44 +211,49 @@ def run_demo(out: Path, budget_name: str, seed: int = 0) -> int:
     for name, folder in preds.items():
         demo.run(f"evaluate against the test labels: {name}", f"evaluate_{folder.name}",
                  ["nnUNetv2_evaluate_simple", str(raw / "labelsTs"), str(folder), "-l", "1", "2"])
-    dice = {name: read_dice(folder / "summary.json") for name, folder in reversed(preds.items())}
+    return preds
 
+
+def summary_picture(demo: Demo, preds: dict[str, Path], dice: dict) -> Path:
+    """Stage 11: the last reconstruction and the first test case's segmentations in one PNG."""
+    raw = demo.out / "nnUNet_raw" / DATASET
     started = demo.begin("write demo_summary.png")
-    reconstructions = sorted((results / f"{PRETRAIN}__nnUNetPlans__{CONFIGURATION}" / "fold_all" /
-                              "reconstructions").glob("epoch_*.png"))
+    reconstructions = sorted((demo.out / "nnUNet_results" / DATASET / f"{PRETRAIN}__nnUNetPlans__{CONFIGURATION}" /
+                              "fold_all" / "reconstructions").glob("epoch_*.png"))
     test_case = sorted((raw / "labelsTs").glob("*.nii.gz"))[0]
-    png = write_summary_png(out / "demo_summary.png", reconstructions[-1] if reconstructions else None,
+    png = write_summary_png(demo.out / "demo_summary.png", reconstructions[-1] if reconstructions else None,
                             raw / "imagesTs" / test_case.name.replace(".nii.gz", "_0000.nii.gz"), test_case,
                             {name: folder / test_case.name for name, folder in preds.items()}, dice)
     demo.end("summary picture", started)
+    return png
 
-    script = out / "commands.sh"
+
+def write_commands(demo: Demo, settings: dict) -> Path:
+    script = demo.out / "commands.sh"
     script.write_text("#!/usr/bin/env bash\n"
                       "# The nnU-Net commands `nnunet_mae demo` ran. On your own data: set the three folders,\n"
                       "# drop the demo's trainer folder from nnUNet_extTrainer and use the full-size trainers\n"
                       "# nnUNetTrainerMAEPretrain, nnUNetTrainerMAEFinetune and nnUNetTrainerViT.\nset -e\n"
                       + "".join(f"export {k}={shlex.quote(v)}\n" for k, v in settings.items())
                       + "\n".join(demo.commands) + "\n")
-    (out / "demo_results.json").write_text(json.dumps({"budget": budget_name, "seed": seed, "device": device,
-                                                       "hardware": hardware,
-                                                       "precision": precision.describe(), "dice": dice,
-                                                       "seconds": demo.times}, indent=2))
+    return script
 
-    print("\n" + format_table(dice, demo.times))
-    print("\n" + gain_line(dice, budget_name))
+
+def print_where_everything_is(demo: Demo, png: Path, script: Path) -> None:
+    out = demo.out
     print(f"\nWhere everything is (in {out}):\n"
-          f"  dataset       {raw}\n"
+          f"  dataset       {out / 'nnUNet_raw' / DATASET}\n"
           f"  logs          {out / 'logs'}\n"
-          f"  results       {results}  (checkpoints, progress.png, reconstructions/, validation/)\n"
+          f"  results       {out / 'nnUNet_results' / DATASET}  (checkpoints, progress.png, reconstructions/, "
+          f"validation/)\n"
           f"  predictions   {out / 'predictions'}  (summary.json of each: per-case metrics)\n"
           f"  picture       {png}\n"
-          f"  trainers      {trainers / TRAINER_MODULE}  (the small *_demo variants)\n"
+          f"  trainers      {out / 'trainers' / TRAINER_MODULE}  (the small *_demo variants)\n"
           f"  commands      {script}\n"
           f"\nThe nnU-Net commands run (with the environment in {script.name}):\n"
           + "\n".join(f"  {c}" for c in demo.commands)
           + f"\nOn your own data use the full-size trainers: {PRETRAIN.removesuffix('_demo')}, "
             f"{FINETUNE.removesuffix('_demo')} and {SCRATCH.removesuffix('_demo')}.")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,26 +59,48 @@ FILE_ENDING = ".nii.gz"
 def _check_arguments(raw_root, dataset_id, name, num_cases, shape, spacing, num_channels, modality, num_test_cases,
                      seed, difficulty) -> tuple[tuple[int, ...], tuple[float, ...], str]:
     """Returns (shape, spacing in numpy order with len(shape) entries, canonical modality)."""
+    _check_identity(raw_root, dataset_id, name)
+    _check_counts(num_cases, num_test_cases, num_channels, seed)
+    _check_difficulty(difficulty)
+    if not isinstance(modality, str) or modality.upper() not in MODALITIES:
+        raise ValueError(f"modality={modality!r} is unknown: it must be one of {MODALITIES} (case-insensitive); "
+                         f"use 'CT' for Hounsfield-unit images (nnU-Net CTNormalization) or 'MRI' for arbitrary "
+                         f"intensities (ZScoreNormalization).")
+    shape_t = _check_shape(shape)
+    return shape_t, _check_spacing(spacing, shape, shape_t), modality.upper()
+
+
+def _is_int(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer))
+
+
+def _check_identity(raw_root, dataset_id, name) -> None:
     if raw_root is None or str(raw_root) == "":
         raise ValueError(f"raw_root={raw_root!r} must be a folder path; pass the nnU-Net raw folder "
                          f"(e.g. os.environ['nnUNet_raw']) or a temporary directory.")
-    if isinstance(dataset_id, bool) or not isinstance(dataset_id, (int, np.integer)) or not 1 <= dataset_id <= 999:
+    if not _is_int(dataset_id) or not 1 <= dataset_id <= 999:
         raise ValueError(f"dataset_id={dataset_id!r} must be an integer in [1, 999] (nnU-Net names datasets "
                          f"DatasetXXX_Name with a three-digit id); pick an unused id such as 990.")
     if not isinstance(name, str) or re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_\-]*", name) is None:
         raise ValueError(f"name={name!r} must be a non-empty name of letters, digits, '_' or '-' starting with a "
                          f"letter or digit (it becomes the folder Dataset{int(dataset_id):03d}_<name>); "
                          f"use e.g. name='Synthetic'.")
-    if isinstance(num_cases, bool) or not isinstance(num_cases, (int, np.integer)) or num_cases < 2:
+
+
+def _check_counts(num_cases, num_test_cases, num_channels, seed) -> None:
+    if not _is_int(num_cases) or num_cases < 2:
         raise ValueError(f"num_cases={num_cases!r} must be an integer >= 2 (nnU-Net needs at least two training "
                          f"cases to split into training and validation); pass num_cases=12 or more.")
-    if isinstance(num_test_cases, bool) or not isinstance(num_test_cases, (int, np.integer)) or num_test_cases < 0:
+    if not _is_int(num_test_cases) or num_test_cases < 0:
         raise ValueError(f"num_test_cases={num_test_cases!r} must be an integer >= 0; pass 0 for no imagesTs cases.")
-    if isinstance(num_channels, bool) or not isinstance(num_channels, (int, np.integer)) or num_channels < 1:
+    if not _is_int(num_channels) or num_channels < 1:
         raise ValueError(f"num_channels={num_channels!r} must be an integer >= 1; pass 1 for a single image, "
                          f"or e.g. 4 for a BraTS-like multi-sequence MRI dataset.")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if not _is_int(seed) or seed < 0:
         raise ValueError(f"seed={seed!r} must be a non-negative integer; pass e.g. seed=0.")
+
+
+def _check_difficulty(difficulty) -> None:
     try:
         difficulty_ok = 0.0 <= float(difficulty) <= 1.0
     except (TypeError, ValueError):
@@ -86,12 +108,9 @@ def _check_arguments(raw_root, dataset_id, name, num_cases, shape, spacing, num_
     if not difficulty_ok:
         raise ValueError(f"difficulty={difficulty!r} must be a number in [0, 1] (0: little noise, clearly different "
                          f"distractors; 1: heavy noise, distractors as bright as the organs); use e.g. 0.5.")
-    if not isinstance(modality, str) or modality.upper() not in MODALITIES:
-        raise ValueError(f"modality={modality!r} is unknown: it must be one of {MODALITIES} (case-insensitive); "
-                         f"use 'CT' for Hounsfield-unit images (nnU-Net CTNormalization) or 'MRI' for arbitrary "
-                         f"intensities (ZScoreNormalization).")
-    modality = modality.upper()
 
+
+def _check_shape(shape) -> tuple[int, ...]:
     try:
         shape_t = tuple(int(s) for s in shape)
         shape_is_int = all(float(s) == int(s) for s in shape)
@@ -104,7 +123,10 @@ def _check_arguments(raw_root, dataset_id, name, num_cases, shape, spacing, num_
     if small:
         raise ValueError(f"shape={shape!r}: every axis must have at least {MIN_AXIS_SIZE} voxels, but axis "
                          f"{small[0][0]} has {small[0][1]}; enlarge it, e.g. shape=(32, 40, 32).")
+    return shape_t
 
+
+def _check_spacing(spacing, shape, shape_t: tuple[int, ...]) -> tuple[float, ...]:
     try:
         spacing_t = tuple(float(s) for s in spacing)
     except (TypeError, ValueError):
@@ -122,7 +144,7 @@ def _check_arguments(raw_root, dataset_id, name, num_cases, shape, spacing, num_
         raise ValueError(f"spacing={spacing!r}: every in-image spacing must be {rule} (for 2D, nnU-Net marks the "
                          f"out-of-plane axis with spacing {OUT_OF_PLANE_SPACING_2D:g}, which must be the largest); "
                          f"use e.g. spacing={(1.0,) * len(shape_t)}.")
-    return shape_t, spacing_t, modality
+    return spacing_t
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -177,9 +199,31 @@ def write_synthetic_dataset(raw_root: str | Path, *, dataset_id: int = 990, name
     num_test_cases, seed, difficulty = int(num_test_cases), int(seed), float(difficulty)
     is_2d = len(shape_t) == 2
     spacing_3d = (OUT_OF_PLANE_SPACING_2D, *spacing_t) if is_2d else spacing_t
+    out, dirs = _prepare_folders(Path(raw_root), f"Dataset{dataset_id:03d}_{name}", dataset_id, num_test_cases)
 
-    raw_root = Path(raw_root)
-    folder_name = f"Dataset{dataset_id:03d}_{name}"
+    profiles = channel_profiles(seed, num_channels, modality)
+    jobs = [(0, i, "imagesTr", "labelsTr") for i in range(num_cases)]
+    jobs += [(1, i, "imagesTs", "labelsTs") for i in range(num_test_cases)]
+    for stream, i, img_dir, lbl_dir in jobs:
+        channels, label = generate_case(seed, stream, i, shape_t, profiles, modality, difficulty)
+        case = f"case_{i + (num_cases if stream else 0):03d}"
+        if is_2d:
+            channels, label = [c[None] for c in channels], label[None]
+        for c, arr in enumerate(channels):
+            _write_nifti(arr, spacing_3d, dirs[img_dir] / f"{case}_{c:04d}{FILE_ENDING}")
+        _write_nifti(label, spacing_3d, dirs[lbl_dir] / f"{case}{FILE_ENDING}")
+
+    generator = {"seed": seed, "difficulty": difficulty, "shape": list(shape_t),
+                 "spacing": [float(s) for s in spacing_3d], "modality": modality,
+                 "num_channels": num_channels, "num_test_cases": num_test_cases, "is_2d": is_2d}
+    with open(out / "dataset.json", "w") as f:
+        json.dump(_dataset_json(out.name, modality, num_channels, num_cases, generator), f, indent=4)
+    return out
+
+
+def _prepare_folders(raw_root: Path, folder_name: str, dataset_id: int, num_test_cases: int
+                     ) -> tuple[Path, dict[str, Path]]:
+    """The dataset folder and its image/label folders, emptied of a previous run's cases; refuses a clashing id."""
     if raw_root.is_dir():
         clashes = sorted(p.name for p in raw_root.glob(f"Dataset{dataset_id:03d}_*")
                          if p.is_dir() and p.name != folder_name)
@@ -194,20 +238,11 @@ def write_synthetic_dataset(raw_root: str | Path, *, dataset_id: int = 990, name
         _clear_generated_files(folder)
     if num_test_cases > 0:
         dirs["labelsTs"].mkdir(exist_ok=True)
+    return out, dirs
 
-    profiles = channel_profiles(seed, num_channels, modality)
-    jobs = [(0, i, "imagesTr", "labelsTr") for i in range(num_cases)]
-    jobs += [(1, i, "imagesTs", "labelsTs") for i in range(num_test_cases)]
-    for stream, i, img_dir, lbl_dir in jobs:
-        channels, label = generate_case(seed, stream, i, shape_t, profiles, modality, difficulty)
-        case = f"case_{i + (num_cases if stream else 0):03d}"
-        if is_2d:
-            channels, label = [c[None] for c in channels], label[None]
-        for c, arr in enumerate(channels):
-            _write_nifti(arr, spacing_3d, dirs[img_dir] / f"{case}_{c:04d}{FILE_ENDING}")
-        _write_nifti(label, spacing_3d, dirs[lbl_dir] / f"{case}{FILE_ENDING}")
 
-    dataset_json = {
+def _dataset_json(folder_name: str, modality: str, num_channels: int, num_cases: int, generator: dict) -> dict:
+    return {
         "channel_names": {str(c): modality for c in range(num_channels)},
         "labels": dict(LABELS),
         "numTraining": num_cases,
@@ -218,10 +253,5 @@ def write_synthetic_dataset(raw_root: str | Path, *, dataset_id: int = 990, name
                        "by nnunet_mae.data.synthetic.write_synthetic_dataset; no patient data.",
         "reference": "nnunet_mae.data.synthetic",
         "licence": "synthetic data, no restrictions",
-        "generator": {"seed": seed, "difficulty": difficulty, "shape": list(shape_t),
-                      "spacing": [float(s) for s in spacing_3d], "modality": modality,
-                      "num_channels": num_channels, "num_test_cases": num_test_cases, "is_2d": is_2d},
+        "generator": generator,
     }
-    with open(out / "dataset.json", "w") as f:
-        json.dump(dataset_json, f, indent=4)
-    return out

@@ -74,14 +74,29 @@ def _extent_along(direction: np.ndarray, radii: np.ndarray, rot: np.ndarray) -> 
 
 
 def _anatomy(rng: np.random.Generator, shape: tuple[int, ...]) -> dict:
-    """Label map, tissue map and texture fields of one case (native 2D or 3D)."""
+    """Label map, tissue map and texture fields of one case (native 2D or 3D). The draws from `rng` happen in a
+    fixed order (organs, body, bone, distractors, textures): the same seed gives the same case."""
     d = len(shape)
     coords = np.stack(np.meshgrid(*[np.linspace(-1.0, 1.0, n) for n in shape], indexing="ij"), axis=-1)
     voxel = 2.0 / (np.asarray(shape, dtype=float) - 1.0)  # one voxel in normalised units, per axis
-    vmax = float(voxel.max())
-    n_vox = int(np.prod(shape))
-    min_count = max(4, n_vox // 2000)
+    label, wobble = _place_organs(rng, coords, shape, float(voxel.max()))
+    tissue = np.full(shape, _AIR, dtype=np.uint8)
+    body_q = _ellipsoid_q(coords, rng.uniform(-0.03, 0.03, d), rng.uniform(0.86, 0.98, d), np.eye(d))
+    in_body = body_q + 0.1 * wobble < 1.0
+    tissue[in_body] = _BODY
+    cortex = _add_bone(rng, coords, tissue, float(voxel.max()))
+    distractor_of = _add_distractors(rng, coords, label, tissue, in_body, wobble, float(voxel.max()))
+    tissue[label == LABELS["organ_a"]] = _ORGAN_A
+    tissue[label == LABELS["organ_b"]] = _ORGAN_B
+    return {"label": label, "tissue": tissue, "distractor_of": distractor_of, "cortex": cortex,
+            **_textures(rng, coords / voxel, shape)}
 
+
+def _place_organs(rng: np.random.Generator, coords: np.ndarray, shape: tuple[int, ...], vmax: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Label map (organ_a, and organ_b against its surface in a random direction) and the border wobble field."""
+    d = len(shape)
+    min_count = max(4, int(np.prod(shape)) // 2000)
     for _attempt in range(100):
         wobble = 0.15 * _smooth_noise(rng, shape, sigma=max(2.0, 0.12 * min(shape)))
         # organ_a: textured ellipsoid somewhere in the middle
@@ -101,16 +116,13 @@ def _anatomy(rng: np.random.Generator, shape: tuple[int, ...]) -> dict:
         label[in_a] = LABELS["organ_a"]
         label[in_b] = LABELS["organ_b"]
         if (np.count_nonzero(label == 1) >= min_count and np.count_nonzero(label == 2) >= min_count):
-            break
-    else:  # pragma: no cover - practically unreachable with shapes >= 8
-        raise RuntimeError(f"could not place both organs in shape {shape}; use a larger shape")
+            return label, wobble
+    raise RuntimeError(f"could not place both organs in shape {shape}; use a larger shape")  # pragma: no cover
 
-    tissue = np.full(shape, _AIR, dtype=np.uint8)
-    body_q = _ellipsoid_q(coords, rng.uniform(-0.03, 0.03, d), rng.uniform(0.86, 0.98, d), np.eye(d))
-    in_body = body_q + 0.1 * wobble < 1.0
-    tissue[in_body] = _BODY
 
-    # bone: a rod along the first array axis (a disc in 2D) in the posterior part of the body, with a cortex
+def _add_bone(rng: np.random.Generator, coords: np.ndarray, tissue: np.ndarray, vmax: float) -> np.ndarray:
+    """A rod along the first array axis (a disc in 2D) in the posterior part of the body; returns its cortex mask."""
+    d = coords.shape[-1]
     bone_center = np.zeros(d)
     bone_center[-2] = rng.uniform(0.55, 0.7)
     bone_center[-1] = rng.uniform(-0.2, 0.2)
@@ -119,11 +131,16 @@ def _anatomy(rng: np.random.Generator, shape: tuple[int, ...]) -> dict:
         bone_radii[0] = 10.0  # through all slices
     bone_q = _ellipsoid_q(coords, bone_center, bone_radii, np.eye(d))
     tissue[bone_q < 1.0] = _BONE
-    cortex = bone_q > 0.45
+    return bone_q > 0.45
 
-    # distractors: organ-like blobs that are not labelled, placed away from the organs
+
+def _add_distractors(rng: np.random.Generator, coords: np.ndarray, label: np.ndarray, tissue: np.ndarray,
+                     in_body: np.ndarray, wobble: np.ndarray, vmax: float) -> np.ndarray:
+    """1-3 organ-like blobs, not labelled, placed away from the organs; returns which organ (0: a, 1: b) each
+    distractor voxel mimics (-1 elsewhere)."""
+    d = coords.shape[-1]
     organ_coords = coords[label > 0]
-    distractor_of = np.full(shape, -1, dtype=np.int8)  # which organ (0: a, 1: b) a distractor voxel mimics
+    distractor_of = np.full(label.shape, -1, dtype=np.int8)
     for _ in range(int(rng.integers(1, 4))):
         mimic = int(rng.integers(0, 2))
         lo, hi = ((0.22, 0.36) if mimic == 0 else (0.13, 0.22))
@@ -140,21 +157,17 @@ def _anatomy(rng: np.random.Generator, shape: tuple[int, ...]) -> dict:
         in_d = (_ellipsoid_q(coords, best, rad, rot) + 0.5 * wobble < 1.0) & (label == 0) & in_body
         tissue[in_d] = _DISTRACTOR
         distractor_of[in_d] = mimic
+    return distractor_of
 
-    tissue[label == LABELS["organ_a"]] = _ORGAN_A
-    tissue[label == LABELS["organ_b"]] = _ORGAN_B
 
-    # textures (unit-std fields); each structure has its own kind
-    vox_coords = coords / voxel
+def _textures(rng: np.random.Generator, vox_coords: np.ndarray, shape: tuple[int, ...]) -> dict:
+    """Unit-std texture fields; each structure has its own kind."""
+    d = len(shape)
     stripe_dir = rng.standard_normal(d)
     stripe_dir /= np.linalg.norm(stripe_dir)
     stripes = np.sqrt(2.0) * np.sin(2 * np.pi * (vox_coords @ stripe_dir) / rng.uniform(3.0, 4.5)
                                     + rng.uniform(0, 2 * np.pi))
     return {
-        "label": label,
-        "tissue": tissue,
-        "distractor_of": distractor_of,
-        "cortex": cortex,
         "fine": _smooth_noise(rng, shape, sigma=0.8),        # granular texture of organ_a
         "stripes": stripes,                                  # oriented texture of organ_b
         "coarse": _smooth_noise(rng, shape, sigma=2.5),      # blotchy texture of the distractors

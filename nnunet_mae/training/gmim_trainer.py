@@ -54,7 +54,6 @@ class nnUNetTrainerGMIMPretrain(PretrainingTrainer):
         self.hierarchical_decay = 0.5  # GMIM --hierarchical_masking: ratio factor per level
         self.off_diagonal_weight = 0.005
         self.mask_ratio = self.grid_base_ratio  # unused by GMIM; shown in the reconstruction PNG title
-        self._loss_parts: list[torch.Tensor] = []
 
     @classmethod
     def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
@@ -119,25 +118,31 @@ class nnUNetTrainerGMIMPretrain(PretrainingTrainer):
         out, target_tokens = self.gmim_forward(data, generator)
         return out["pred"], target_tokens, out["mask"]
 
-    def compute_loss(self, data: torch.Tensor, target=None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Training: reconstruction + siamese_weight x cross-correlation; validation (eval mode): reconstruction."""
+    def loss_terms(self, data: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """"loss" and its terms. Training: reconstruction + siamese_weight x cross-correlation; validation (eval
+        mode) and siamese_weight = 0: reconstruction only."""
         siamese = self.siamese_weight > 0 and self.network.training
         out, target_tokens = self.gmim_forward(data, generator, siamese)
         reconstruction = masked_reconstruction_loss(out["pred"], target_tokens, out["mask"], self.normalize_targets)
         if not siamese:
-            return reconstruction
+            return {"loss": reconstruction}
         correlation = cross_correlation_loss(out["z_online"], out["z_target"],
                                              off_diagonal_weight=self.off_diagonal_weight)
-        self._loss_parts.append(torch.stack([reconstruction.detach(), correlation.detach()]))
-        return reconstruction + self.siamese_weight * correlation
+        return {"loss": reconstruction + self.siamese_weight * correlation,
+                "reconstruction": reconstruction.detach().float(), "cross_correlation": correlation.detach().float()}
+
+    def compute_loss(self, data: torch.Tensor, target=None, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.loss_terms(data, generator)["loss"]
+
+    def training_losses(self, data: torch.Tensor, target=None) -> dict[str, torch.Tensor]:
+        return self.loss_terms(data)
 
     def on_train_epoch_end(self, train_outputs: List[dict]):
-        if self._loss_parts:
-            reconstruction, correlation = torch.stack(self._loss_parts).float().mean(0).cpu().numpy()
-            self.print_to_log_file(f"train reconstruction loss {np.round(mean_over_ranks([reconstruction]), 4)}, "
-                                   f"cross-correlation loss {np.round(mean_over_ranks([correlation]), 2)} "
-                                   f"(weight {self.siamese_weight})")
-        self._loss_parts = []
+        if train_outputs and "cross_correlation" in train_outputs[0]:
+            reconstruction = mean_over_ranks([o["reconstruction"] for o in train_outputs])
+            correlation = mean_over_ranks([o["cross_correlation"] for o in train_outputs])
+            self.print_to_log_file(f"train reconstruction loss {np.round(reconstruction, 4)}, "
+                                   f"cross-correlation loss {np.round(correlation, 2)} (weight {self.siamese_weight})")
         super().on_train_epoch_end(train_outputs)
 
 

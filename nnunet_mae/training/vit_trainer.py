@@ -211,6 +211,11 @@ class nnUNetTrainerViT(nnUNetTrainer):
     def compute_loss(self, data: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.loss(self.network(data), target)
 
+    def training_losses(self, data: torch.Tensor, target) -> dict[str, torch.Tensor]:
+        """"loss" (what the step optimises) and any further terms a method logs; they travel in the step's output
+        dict to `on_train_epoch_end(train_outputs)`, nnU-Net's own channel. Here: the loss alone."""
+        return {"loss": self.compute_loss(data, target)}
+
     def train_step(self, batch: dict) -> dict:
         self.lr_scheduler.step(self.current_epoch + self._epoch_iteration / self.num_iterations_per_epoch)
         self._epoch_iteration += 1
@@ -219,7 +224,8 @@ class nnUNetTrainerViT(nnUNetTrainer):
         target = target.to(self.device, non_blocking=True) if isinstance(target, torch.Tensor) else target
         self.optimizer.zero_grad(set_to_none=True)
         with self.autocast():
-            loss = self.compute_loss(data, target)
+            losses = self.training_losses(data, target)
+        loss = losses["loss"]
         if not torch.isfinite(loss):
             raise FloatingPointError(self.non_finite_loss_message(loss, data, batch.get("keys")))
         if self.grad_scaler is None:
@@ -232,7 +238,7 @@ class nnUNetTrainerViT(nnUNetTrainer):
             torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.grad_clip)
             self.grad_scaler.step(self.optimizer)
             self.grad_scaler.update()
-        return {"loss": loss.detach().cpu().numpy()}
+        return {name: value.detach().cpu().numpy() for name, value in losses.items()}
 
     def validation_step(self, batch: dict) -> dict:
         with self.autocast():

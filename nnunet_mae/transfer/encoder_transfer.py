@@ -93,7 +93,7 @@ def transfer_encoder_weights(source_state: Mapping[str, torch.Tensor], target: n
     target_state = target.state_dict()
     report = TransferReport()
     new_values: dict[str, torch.Tensor] = {}
-    for key, value in source_state.items():
+    for key in source_state:
         if not layout.is_encoder(key):
             report.skipped[key] = "not part of the encoder"
     for key, wanted in target_state.items():
@@ -106,29 +106,37 @@ def transfer_encoder_weights(source_state: Mapping[str, torch.Tensor], target: n
         if value.shape == wanted.shape:
             new_values[key] = value
             report.loaded.append(key)
-        elif key == layout.pos_embed_key and value.ndim == 3 and value.shape[-1] == wanted.shape[-1]:
-            if source_grid is None or target_grid is None:
-                report.incompatible[key] = (f"source {_shape(value)} vs target {_shape(wanted)}; token grids are "
-                                            f"needed to resample it")
-                continue
-            new_values[key] = resample_pos_embed(value, source_grid, target_grid)
-            report.adapted[key] = (f"resampled {_shape(value)} (grid {tuple(source_grid)}) -> {_shape(wanted)} "
-                                   f"(grid {tuple(target_grid)})")
-        elif key in layout.stem_input_keys and (stem := _adapted_stem(value, wanted, image_channels)) is not None:
-            new_values[key], report.adapted[key] = stem
+            continue
+        adapted = _adapted(key, value, wanted, layout, source_grid, target_grid, image_channels)
+        if isinstance(adapted, str):
+            report.incompatible[key] = adapted
         else:
-            why = f"source {_shape(value)} vs target {_shape(wanted)}"
-            if key in layout.stem_input_keys and value.shape[2:] != wanted.shape[2:]:
-                why += " (different token size)"
-            elif key in layout.stem_input_keys and value.shape[1] != wanted.shape[1]:
-                why += (f" ({value.shape[1]} {CHANNELS_WHY} to {wanted.shape[1]}; only a "
-                        f"1-channel stem is repeated, and a cascade's segmentation channels are added)")
-            report.incompatible[key] = why
+            new_values[key], report.adapted[key] = adapted
     if load and new_values:
         with torch.no_grad():
             for key, value in new_values.items():
                 target_state[key].copy_(value.to(target_state[key].dtype))
     return report
+
+
+def _adapted(key: str, value: torch.Tensor, wanted: torch.Tensor, layout: EncoderLayout, source_grid, target_grid,
+             image_channels: int | None) -> tuple[torch.Tensor, str] | str:
+    """(the tensor adapted to the target's shape, how) for a resampled position embedding or a repeated stem, or
+    why it cannot be adapted."""
+    if key == layout.pos_embed_key and value.ndim == 3 and value.shape[-1] == wanted.shape[-1]:
+        if source_grid is None or target_grid is None:
+            return f"source {_shape(value)} vs target {_shape(wanted)}; token grids are needed to resample it"
+        return (resample_pos_embed(value, source_grid, target_grid),
+                f"resampled {_shape(value)} (grid {tuple(source_grid)}) -> {_shape(wanted)} (grid {tuple(target_grid)})")
+    if key in layout.stem_input_keys and (stem := _adapted_stem(value, wanted, image_channels)) is not None:
+        return stem
+    why = f"source {_shape(value)} vs target {_shape(wanted)}"
+    if key in layout.stem_input_keys and value.shape[2:] != wanted.shape[2:]:
+        why += " (different token size)"
+    elif key in layout.stem_input_keys and value.shape[1] != wanted.shape[1]:
+        why += (f" ({value.shape[1]} {CHANNELS_WHY} to {wanted.shape[1]}; only a "
+                f"1-channel stem is repeated, and a cascade's segmentation channels are added)")
+    return why
 
 
 def _adapted_stem(value: torch.Tensor, wanted: torch.Tensor, image_channels: int | None

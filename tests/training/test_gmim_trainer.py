@@ -111,9 +111,9 @@ def test_metadata_names_the_blocks_the_masks_are_applied_after(tmp_path, monkeyp
 def test_training_loss_adds_the_siamese_term_and_reaches_every_trainable_parameter(trainer):
     trainer.network.train()
     data = tiny_images()
-    loss = trainer.compute_loss(data)
-    assert torch.isfinite(loss) and len(trainer._loss_parts) == 1
-    reconstruction, correlation = trainer._loss_parts[0]
+    terms = trainer.training_losses(data)
+    loss, reconstruction, correlation = terms["loss"], terms["reconstruction"], terms["cross_correlation"]
+    assert torch.isfinite(loss) and not reconstruction.requires_grad and not correlation.requires_grad
     torch.testing.assert_close(loss.detach(), reconstruction + 0.005 * correlation)
     loss.backward()
     missing = [n for n, p in trainer.network.named_parameters() if p.requires_grad and p.grad is None]
@@ -128,7 +128,7 @@ def test_validation_loss_is_reconstruction_only_and_reproducible(trainer):
         b = trainer.compute_loss(data, generator=trainer.validation_generator(0))
         c = trainer.compute_loss(data, generator=trainer.validation_generator(1))
     assert torch.equal(a, b) and not torch.equal(a, c)
-    assert trainer._loss_parts == []
+    assert set(trainer.loss_terms(data, generator=trainer.validation_generator(0))) == {"loss"}
 
 
 def test_metadata_and_encoder_fits_finetuning(trainer):
