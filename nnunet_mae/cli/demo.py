@@ -128,7 +128,8 @@ def write_unlabeled_pool(out: Path, b: Budget) -> Path:
     from nnunet_mae.data.synthetic import write_synthetic_dataset
 
     pool = write_synthetic_dataset(out / "unlabeled_source", dataset_id=DATASET_ID + 1, name="Pool",
-                                   num_cases=b.num_unlabeled, shape=b.shape, difficulty=b.difficulty, seed=1)
+                                   num_cases=b.num_unlabeled, shape=b.shape, difficulty=b.difficulty, seed=1,
+                                   layout=b.layout)
     images = out / "unlabeled_images"
     images.mkdir(exist_ok=True)
     for f in (pool / "imagesTr").glob("case_*"):
@@ -171,7 +172,8 @@ def write_inputs(demo: Demo, budget_name: str, seed: int) -> Path:
     started = demo.begin(f"write a synthetic dataset: {b.num_cases} labelled training cases, {b.num_unlabeled} "
                          f"images without labels, {b.num_test_cases} test cases, shape {b.shape}")
     write_synthetic_dataset(out / "nnUNet_raw", dataset_id=DATASET_ID, name=DATASET_NAME, num_cases=b.num_cases,
-                            shape=b.shape, num_test_cases=b.num_test_cases, difficulty=b.difficulty, seed=0)
+                            shape=b.shape, num_test_cases=b.num_test_cases, difficulty=b.difficulty, seed=0,
+                            layout=b.layout)
     unlabeled = write_unlabeled_pool(out, b)
     write_trainer_module(out / "trainers", budget_name, seed)
     for sub in ("nnUNet_preprocessed", "nnUNet_results"):

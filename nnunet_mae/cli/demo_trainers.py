@@ -20,6 +20,7 @@ class Budget:
     num_test_cases: int
     shape: tuple[int, int, int]
     difficulty: float
+    layout: str  # write_synthetic_dataset's layout: "random" or "consistent"
     vit: dict  # embed_dim, depth, num_heads
     decoder: str  # "unetr" or "patch" (nnUNetTrainerViT.decoder)
     mae_decoder: dict  # mae_decoder_dim, mae_decoder_depth, mae_decoder_heads
@@ -33,19 +34,19 @@ class Budget:
 BUDGETS: dict[str, Budget] = {
     # the test's budget: checks that every stage runs, 2-3 minutes on 2 CPU cores; the Dice means nothing
     "tiny": Budget(num_cases=10, num_unlabeled=4, num_test_cases=2, shape=(24, 32, 24), difficulty=0.5,
-                   vit={"embed_dim": 48, "depth": 4, "num_heads": 4}, decoder="unetr",
+                   layout="random", vit={"embed_dim": 48, "depth": 4, "num_heads": 4}, decoder="unetr",
                    mae_decoder={"mae_decoder_dim": 32, "mae_decoder_depth": 1, "mae_decoder_heads": 4},
                    pretrain_epochs=2, pretrain_iterations=4, finetune_epochs=2, finetune_iterations=3,
                    val_iterations=2),
     # under 10 minutes on 2 CPU cores; pre-training gets about 10x the iterations of each fine-tuning run
     "default": Budget(num_cases=8, num_unlabeled=60, num_test_cases=8, shape=(32, 40, 32), difficulty=1.0,
-                      vit={"embed_dim": 128, "depth": 6, "num_heads": 4}, decoder="unetr",
+                      layout="random", vit={"embed_dim": 128, "depth": 6, "num_heads": 4}, decoder="unetr",
                       mae_decoder={"mae_decoder_dim": 64, "mae_decoder_depth": 2, "mae_decoder_heads": 4},
                       pretrain_epochs=40, pretrain_iterations=40, finetune_epochs=6, finetune_iterations=25,
                       val_iterations=4),
     # the same data, 3x the pre-training and 2x the fine-tuning: about 15 minutes on 2 CPU cores
     "long": Budget(num_cases=8, num_unlabeled=60, num_test_cases=8, shape=(32, 40, 32), difficulty=1.0,
-                   vit={"embed_dim": 128, "depth": 6, "num_heads": 4}, decoder="unetr",
+                   layout="random", vit={"embed_dim": 128, "depth": 6, "num_heads": 4}, decoder="unetr",
                    mae_decoder={"mae_decoder_dim": 64, "mae_decoder_depth": 2, "mae_decoder_heads": 4},
                    pretrain_epochs=120, pretrain_iterations=40, finetune_epochs=12, finetune_iterations=25,
                    val_iterations=4),

@@ -15,7 +15,7 @@ Content of each case (all vectorised numpy, deterministic given `seed` and the c
 * a "body" ellipsoid filling most of the field of view, surrounded by air, with a smooth intensity field
   (tissue heterogeneity; for MRI also a multiplicative bias field);
 * ``organ_a`` (label 1): a randomly placed, sized and oriented ellipsoid with a wobbly border and a fine,
-  granular texture;
+  granular texture (``layout="consistent"``: at the same place, size and orientation in every case, small jitter);
 * ``organ_b`` (label 2): a smaller ellipsoid that sits against organ_a (touching, slightly overlapping; label 2
   wins in the overlap) with an oriented, striped texture;
 * 1-3 unlabelled *distractor* blobs of organ-like size and intensity but a coarse, blotchy texture, so that
@@ -42,9 +42,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_mae.data.synthetic_anatomy import LABELS, channel_profiles, generate_case
+from nnunet_mae.data.synthetic_anatomy import LABELS, LAYOUTS, channel_profiles, generate_case
 
-__all__ = ["write_synthetic_dataset", "LABELS", "MODALITIES"]
+__all__ = ["write_synthetic_dataset", "LABELS", "LAYOUTS", "MODALITIES"]
 
 MODALITIES: tuple[str, ...] = ("MRI", "CT")
 MIN_AXIS_SIZE = 8
@@ -57,11 +57,14 @@ FILE_ENDING = ".nii.gz"
 
 
 def _check_arguments(raw_root, dataset_id, name, num_cases, shape, spacing, num_channels, modality, num_test_cases,
-                     seed, difficulty) -> tuple[tuple[int, ...], tuple[float, ...], str]:
+                     seed, difficulty, layout="random") -> tuple[tuple[int, ...], tuple[float, ...], str]:
     """Returns (shape, spacing in numpy order with len(shape) entries, canonical modality)."""
     _check_identity(raw_root, dataset_id, name)
     _check_counts(num_cases, num_test_cases, num_channels, seed)
     _check_difficulty(difficulty)
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout={layout!r} is unknown: it must be one of {LAYOUTS} ('random': organs anywhere, in "
+                         f"any orientation; 'consistent': at the same place in every case, as in aligned scans).")
     if not isinstance(modality, str) or modality.upper() not in MODALITIES:
         raise ValueError(f"modality={modality!r} is unknown: it must be one of {MODALITIES} (case-insensitive); "
                          f"use 'CT' for Hounsfield-unit images (nnU-Net CTNormalization) or 'MRI' for arbitrary "
@@ -171,7 +174,7 @@ def write_synthetic_dataset(raw_root: str | Path, *, dataset_id: int = 990, name
                             num_cases: int = 12, shape: tuple[int, ...] = (32, 40, 32),
                             spacing: tuple[float, ...] = (1.0, 1.0, 1.0), num_channels: int = 1,
                             modality: str = "MRI", num_test_cases: int = 0, seed: int = 0,
-                            difficulty: float = 0.5) -> Path:
+                            difficulty: float = 0.5, layout: str = "random") -> Path:
     """Write a synthetic two-organ segmentation dataset in nnU-Net v2 raw layout and return its folder.
 
     Args:
@@ -189,12 +192,15 @@ def write_synthetic_dataset(raw_root: str | Path, *, dataset_id: int = 990, name
         seed: random seed; the same arguments always give identical files. Case ``i`` depends only on
             ``(seed, i)``, not on ``num_cases``.
         difficulty: in [0, 1]; scales the noise and how similar the unlabelled distractor blobs are to the organs.
+        layout: ``"random"``: organ_a anywhere near the centre in any orientation, organ_b against it on a random
+            side; ``"consistent"``: both at the same place, size and orientation in every case with a small jitter,
+            as anatomy sits in aligned scans (distractors stay random).
 
     Raises:
         ValueError: for invalid arguments, or if ``raw_root`` already holds another dataset with the same id.
     """
     shape_t, spacing_t, modality = _check_arguments(raw_root, dataset_id, name, num_cases, shape, spacing,
-                                                    num_channels, modality, num_test_cases, seed, difficulty)
+                                                    num_channels, modality, num_test_cases, seed, difficulty, layout)
     dataset_id, num_cases, num_channels = int(dataset_id), int(num_cases), int(num_channels)
     num_test_cases, seed, difficulty = int(num_test_cases), int(seed), float(difficulty)
     is_2d = len(shape_t) == 2
@@ -205,7 +211,7 @@ def write_synthetic_dataset(raw_root: str | Path, *, dataset_id: int = 990, name
     jobs = [(0, i, "imagesTr", "labelsTr") for i in range(num_cases)]
     jobs += [(1, i, "imagesTs", "labelsTs") for i in range(num_test_cases)]
     for stream, i, img_dir, lbl_dir in jobs:
-        channels, label = generate_case(seed, stream, i, shape_t, profiles, modality, difficulty)
+        channels, label = generate_case(seed, stream, i, shape_t, profiles, modality, difficulty, layout)
         case = f"case_{i + (num_cases if stream else 0):03d}"
         if is_2d:
             channels, label = [c[None] for c in channels], label[None]
@@ -215,7 +221,7 @@ def write_synthetic_dataset(raw_root: str | Path, *, dataset_id: int = 990, name
 
     generator = {"seed": seed, "difficulty": difficulty, "shape": list(shape_t),
                  "spacing": [float(s) for s in spacing_3d], "modality": modality,
-                 "num_channels": num_channels, "num_test_cases": num_test_cases, "is_2d": is_2d}
+                 "num_channels": num_channels, "num_test_cases": num_test_cases, "is_2d": is_2d, "layout": layout}
     with open(out / "dataset.json", "w") as f:
         json.dump(_dataset_json(out.name, modality, num_channels, num_cases, generator), f, indent=4)
     return out

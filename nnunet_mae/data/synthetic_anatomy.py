@@ -10,6 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 LABELS: dict[str, int] = {"background": 0, "organ_a": 1, "organ_b": 2}
+# where the organs are: "random" (any pose, any side), "consistent" (the same place in every case, small jitter,
+# as anatomy sits in aligned scans)
+LAYOUTS: tuple[str, ...] = ("random", "consistent")
 
 # tissue indices of the anatomy map
 _AIR, _BODY, _ORGAN_A, _ORGAN_B, _BONE, _DISTRACTOR = range(6)
@@ -62,6 +65,13 @@ def _random_rotation(rng: np.random.Generator, d: int) -> np.ndarray:
     return q * np.sign(np.diag(r))
 
 
+def _small_rotation(rng: np.random.Generator, d: int, scale: float) -> np.ndarray:
+    """A rotation near the identity: the exponential of a random skew-symmetric matrix of size ~scale."""
+    m = rng.standard_normal((d, d)) * scale
+    w, v = np.linalg.eig(m - m.T)
+    return np.real(v @ np.diag(np.exp(w)) @ np.linalg.inv(v))
+
+
 def _ellipsoid_q(coords: np.ndarray, center: np.ndarray, radii: np.ndarray, rot: np.ndarray) -> np.ndarray:
     """Quadratic form of an ellipsoid: < 1 inside. coords (..., d), rot's columns are the principal axes."""
     local = (coords - center) @ rot
@@ -73,13 +83,14 @@ def _extent_along(direction: np.ndarray, radii: np.ndarray, rot: np.ndarray) -> 
     return float(1.0 / np.sqrt(np.sum(((direction @ rot) / radii) ** 2)))
 
 
-def _anatomy(rng: np.random.Generator, shape: tuple[int, ...]) -> dict:
+def _anatomy(rng: np.random.Generator, shape: tuple[int, ...], layout: str = "random") -> dict:
     """Label map, tissue map and texture fields of one case (native 2D or 3D). The draws from `rng` happen in a
     fixed order (organs, body, bone, distractors, textures): the same seed gives the same case."""
     d = len(shape)
     coords = np.stack(np.meshgrid(*[np.linspace(-1.0, 1.0, n) for n in shape], indexing="ij"), axis=-1)
     voxel = 2.0 / (np.asarray(shape, dtype=float) - 1.0)  # one voxel in normalised units, per axis
-    label, wobble = _place_organs(rng, coords, shape, float(voxel.max()))
+    place = _place_organs if layout == "random" else _place_organs_consistently
+    label, wobble = place(rng, coords, shape, float(voxel.max()))
     tissue = np.full(shape, _AIR, dtype=np.uint8)
     body_q = _ellipsoid_q(coords, rng.uniform(-0.03, 0.03, d), rng.uniform(0.86, 0.98, d), np.eye(d))
     in_body = body_q + 0.1 * wobble < 1.0
@@ -108,6 +119,33 @@ def _place_organs(rng: np.random.Generator, coords: np.ndarray, shape: tuple[int
         rot_b = _random_rotation(rng, d)
         rad_b = np.maximum(rng.uniform(0.17, 0.27, d), 1.5 * vmax)
         direction = rng.standard_normal(d)
+        direction /= np.linalg.norm(direction)
+        dist = _extent_along(direction, rad_a, rot_a) + 0.7 * _extent_along(direction, rad_b, rot_b)
+        cen_b = np.clip(cen_a + dist * direction, -0.55, 0.55)
+        in_b = _ellipsoid_q(coords, cen_b, rad_b, rot_b) + 0.5 * wobble < 1.0
+        label = np.zeros(shape, dtype=np.uint8)
+        label[in_a] = LABELS["organ_a"]
+        label[in_b] = LABELS["organ_b"]
+        if (np.count_nonzero(label == 1) >= min_count and np.count_nonzero(label == 2) >= min_count):
+            return label, wobble
+    raise RuntimeError(f"could not place both organs in shape {shape}; use a larger shape")  # pragma: no cover
+
+
+def _place_organs_consistently(rng: np.random.Generator, coords: np.ndarray, shape: tuple[int, ...], vmax: float
+                               ) -> tuple[np.ndarray, np.ndarray]:
+    """As `_place_organs`, but organ_a near the same place, size and orientation in every case and organ_b on the
+    same side of it (jitter: centre +-0.08 of the half field of view, radii +-15%, rotations of ~0.15 rad)."""
+    d = len(shape)
+    min_count = max(4, int(np.prod(shape)) // 2000)
+    for _attempt in range(100):
+        wobble = 0.15 * _smooth_noise(rng, shape, sigma=max(2.0, 0.12 * min(shape)))
+        rot_a = _small_rotation(rng, d, 0.15)
+        rad_a = np.maximum(np.array([0.36, 0.30, 0.40][:d]) * rng.uniform(0.85, 1.15, d), 2.0 * vmax)
+        cen_a = np.array([0.0, -0.15, -0.1][:d]) + rng.uniform(-0.08, 0.08, d)
+        in_a = _ellipsoid_q(coords, cen_a, rad_a, rot_a) + wobble < 1.0
+        rot_b = _small_rotation(rng, d, 0.15)
+        rad_b = np.maximum(np.array([0.22, 0.18, 0.2][:d]) * rng.uniform(0.85, 1.15, d), 1.5 * vmax)
+        direction = np.array([0.3, 0.5, 0.8][:d]) + rng.normal(0, 0.15, d)
         direction /= np.linalg.norm(direction)
         dist = _extent_along(direction, rad_a, rot_a) + 0.7 * _extent_along(direction, rad_b, rot_b)
         cen_b = np.clip(cen_a + dist * direction, -0.55, 0.55)
@@ -236,10 +274,10 @@ def _render_channel(rng: np.random.Generator, anat: dict, profile: dict, modalit
 
 
 def generate_case(seed: int, stream: int, index: int, shape: tuple[int, ...], profiles: list[dict],
-                   modality: str, difficulty: float) -> tuple[list[np.ndarray], np.ndarray]:
+                   modality: str, difficulty: float, layout: str = "random") -> tuple[list[np.ndarray], np.ndarray]:
     """Channels and label of one case in native dimensionality (2D or 3D)."""
     rng = np.random.default_rng([seed, stream, index])
-    anat = _anatomy(rng, shape)
+    anat = _anatomy(rng, shape, layout)
     channels = [_render_channel(rng, anat, p, modality, difficulty) for p in profiles]
     return channels, anat["label"]
 

@@ -157,6 +157,27 @@ def test_difficulty_scales_noise_and_distractor_similarity(tmp_path):
     assert air_std[1] > 3 * air_std[0]
 
 
+def _organ_centroids(folder: Path) -> np.ndarray:
+    """(case, organ, axis) centroid in voxels of every label map in labelsTr."""
+    labels = [_read(p) for p in sorted((folder / "labelsTr").glob("*.nii.gz"))]
+    return np.array([[np.argwhere(label == k).mean(0) for k in (1, 2)] for label in labels])
+
+
+def test_consistent_layout_keeps_the_organs_in_place_and_the_default_does_not(tmp_path):
+    shape = (32, 40, 32)
+    spread = {}
+    for dataset_id, layout in ((1, "random"), (2, "consistent")):
+        out = write_synthetic_dataset(tmp_path, dataset_id=dataset_id, name=layout, num_cases=8, shape=shape,
+                                      layout=layout)
+        centroids = _organ_centroids(out)  # (8, 2, 3)
+        spread[layout] = centroids.std(axis=0).max()  # largest spread over cases, any organ and axis [voxels]
+        side = centroids[:, 1] - centroids[:, 0]  # where organ_b sits relative to organ_a
+        spread[layout + " side"] = (side / np.linalg.norm(side, axis=1, keepdims=True)).std(axis=0).max()
+        assert json.loads((out / "dataset.json").read_text())["generator"]["layout"] == layout
+    assert spread["consistent"] < 3.0 < spread["random"]  # measured: 1.7 vs 7.2 voxels
+    assert spread["consistent side"] < 0.25 < spread["random side"]  # measured: 0.12 vs 0.61
+
+
 def test_rewrite_removes_stale_cases_and_id_clash_is_rejected(tmp_path):
     write_synthetic_dataset(tmp_path, num_cases=4, shape=(8, 8, 8), num_test_cases=1)
     out = write_synthetic_dataset(tmp_path, num_cases=2, shape=(8, 8, 8))
@@ -178,6 +199,7 @@ def test_rewrite_removes_stale_cases_and_id_clash_is_rejected(tmp_path):
     (dict(dataset_id=1000), r"dataset_id=1000 .*\[1, 999\]"),
     (dict(name="bad name"), r"name='bad name'"),
     (dict(num_test_cases=-1), r"num_test_cases=-1"),
+    (dict(layout="atlas"), r"layout='atlas' is unknown.*'random'.*'consistent'"),
 ])
 def test_bad_arguments_raise_value_error(tmp_path, kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
