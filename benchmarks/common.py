@@ -98,3 +98,17 @@ def prepare_workspace(data: Path, work: Path, env: dict) -> Path:
     if expected and len(cases) < expected:
         sys.exit(f"{folder} holds {len(cases)} of {expected} cases: preprocessing is incomplete or still running.")
     return folder
+
+
+def interleaved_timings(steps: dict, repeats: int) -> dict[str, list[float]]:
+    """Seconds of each callable: one warm-up call each, then `repeats` rounds running the candidates in turn, so
+    that their ratios are robust to the drift of a shared or virtual machine."""
+    for fn in steps.values():
+        fn()
+    timings: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, fn in steps.items():
+            start = time.perf_counter()
+            fn()
+            timings[name].append(time.perf_counter() - start)
+    return timings

@@ -25,6 +25,39 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 
+def networks_from_plans(work: Path):
+    """The three networks as their trainer classes build them from Hippocampus' plans, and the patch size."""
+    from batchgenerators.utilities.file_and_folder_operations import load_json
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from nnunet_mae.training.trainers import nnUNetTrainerViT, nnUNetTrainerViT_patchdec
+
+    plans = PlansManager(load_json(work / "preprocessed" / "Dataset004_Hippocampus" / "nnUNetPlans.json"))
+    configuration = plans.get_configuration("3d_fullres")
+    builders = {"ViT-S UNETR": nnUNetTrainerViT, "ViT-S patch decoder": nnUNetTrainerViT_patchdec,
+                "Primus-S": recursive_find_trainer_class_by_name("nnUNet_Primus_S_Trainer")}
+    return {k: b.build_network_architecture(plans, configuration, 1, 3, False) for k, b in builders.items()}, \
+        list(configuration.patch_size)
+
+
+def training_step(network, x, bf16: bool):
+    """A callable: forward (bf16 autocast or fp32), mean-square loss in fp32, backward, AdamW step."""
+    import torch
+
+    optimizer = torch.optim.AdamW(network.parameters(), 1e-4)
+
+    def run() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = network(x)
+            out = out[0] if isinstance(out, (list, tuple)) else out
+            loss = out.float().square().mean()
+        loss.backward()
+        optimizer.step()
+    return run
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
@@ -35,45 +68,20 @@ def main(argv=None) -> int:
                         help="also time bf16 autocast; auto: where the trainers' rule would choose bf16 on this CPU")
     args = parser.parse_args(argv)
     import torch
-    from common import machine_info
+    from common import interleaved_timings, machine_info
 
     from nnunet_mae.training.precision import choose_precision
-    from batchgenerators.utilities.file_and_folder_operations import load_json
-    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
-    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    from nnunet_mae.training.trainers import nnUNetTrainerViT, nnUNetTrainerViT_patchdec
-
-    plans = PlansManager(load_json(args.work / "preprocessed" / "Dataset004_Hippocampus" / "nnUNetPlans.json"))
-    configuration = plans.get_configuration("3d_fullres")
-    builders = {"ViT-S UNETR": nnUNetTrainerViT, "ViT-S patch decoder": nnUNetTrainerViT_patchdec,
-                "Primus-S": recursive_find_trainer_class_by_name("nnUNet_Primus_S_Trainer")}
-    networks = {k: b.build_network_architecture(plans, configuration, 1, 3, False) for k, b in builders.items()}
-    optimizers = {k: torch.optim.AdamW(n.parameters(), 1e-4) for k, n in networks.items()}
-    x = torch.randn(args.batch_size, 1, *configuration.patch_size)
-
-    def step(name: str, bf16: bool) -> None:
-        optimizers[name].zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out = networks[name](x)
-            out = out[0] if isinstance(out, (list, tuple)) else out
-            loss = out.float().square().mean()
-        loss.backward()
-        optimizers[name].step()
-
-    seconds: dict[str, list[float]] = {}
+    networks, patch_size = networks_from_plans(args.work)
+    x = torch.randn(args.batch_size, 1, *patch_size)
     with_bf16 = args.bf16 == "yes" or (args.bf16 == "auto" and choose_precision("auto", "cpu").precision == "bf16")
-    for bf16 in (False, True) if with_bf16 else (False,):
-        for name in networks:
-            step(name, bf16)  # warm-up
-        for _ in range(args.repeats):
-            for name in networks:
-                t = time.perf_counter()
-                step(name, bf16)
-                seconds.setdefault(f"{name} {'bf16' if bf16 else 'fp32'}", []).append(time.perf_counter() - t)
+    seconds: dict[str, list[float]] = {}
+    for bf16 in (False, True) if with_bf16 else (False,):  # fp32 rounds first, then bf16 rounds
+        steps = {f"{name} {'bf16' if bf16 else 'fp32'}": training_step(n, x, bf16) for name, n in networks.items()}
+        seconds.update(interleaved_timings(steps, args.repeats))
     results = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine_info("cpu"),
                "threads": torch.get_num_threads(),
-               "batch_size": args.batch_size, "patch_size": list(configuration.patch_size), "seconds": seconds,
+               "batch_size": args.batch_size, "patch_size": patch_size, "seconds": seconds,
                "median": {k: statistics.median(v) for k, v in seconds.items()}}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2))

@@ -87,19 +87,6 @@ def candidate_steps(size: str, patch: list[int], batch_size: int, precision) -> 
     return steps, parameters
 
 
-def interleaved_timings(steps: dict, repeats: int) -> dict[str, list[float]]:
-    """One warm-up call each, then `repeats` rounds running the candidates in turn."""
-    for fn in steps.values():
-        fn()
-    timings: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, fn in steps.items():
-            start = time.perf_counter()
-            fn()
-            timings[name].append(time.perf_counter() - start)
-    return timings
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=["S", "B", "M", "L"], default="S")
@@ -110,7 +97,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "primus_mae_step")
     args = parser.parse_args(argv)
     import torch
-    from common import machine_info
+    from common import interleaved_timings, machine_info
 
     from nnunet_mae.training.precision import choose_precision
 
