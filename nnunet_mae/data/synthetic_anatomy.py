@@ -89,8 +89,7 @@ def _anatomy(rng: np.random.Generator, shape: tuple[int, ...], layout: str = "ra
     d = len(shape)
     coords = np.stack(np.meshgrid(*[np.linspace(-1.0, 1.0, n) for n in shape], indexing="ij"), axis=-1)
     voxel = 2.0 / (np.asarray(shape, dtype=float) - 1.0)  # one voxel in normalised units, per axis
-    place = _place_organs if layout == "random" else _place_organs_consistently
-    label, wobble = place(rng, coords, shape, float(voxel.max()))
+    label, wobble = _place_organs(rng, coords, shape, float(voxel.max()), layout)
     tissue = np.full(shape, _AIR, dtype=np.uint8)
     body_q = _ellipsoid_q(coords, rng.uniform(-0.03, 0.03, d), rng.uniform(0.86, 0.98, d), np.eye(d))
     in_body = body_q + 0.1 * wobble < 1.0
@@ -103,22 +102,17 @@ def _anatomy(rng: np.random.Generator, shape: tuple[int, ...], layout: str = "ra
             **_textures(rng, coords / voxel, shape)}
 
 
-def _place_organs(rng: np.random.Generator, coords: np.ndarray, shape: tuple[int, ...], vmax: float
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Label map (organ_a, and organ_b against its surface in a random direction) and the border wobble field."""
+def _place_organs(rng: np.random.Generator, coords: np.ndarray, shape: tuple[int, ...], vmax: float,
+                  layout: str = "random") -> tuple[np.ndarray, np.ndarray]:
+    """Label map (organ_a, and organ_b against its surface) and the border wobble field; redrawn until both organs
+    have a few voxels."""
     d = len(shape)
     min_count = max(4, int(np.prod(shape)) // 2000)
+    draw_pose = _random_pose if layout == "random" else _consistent_pose
     for _attempt in range(100):
         wobble = 0.15 * _smooth_noise(rng, shape, sigma=max(2.0, 0.12 * min(shape)))
-        # organ_a: textured ellipsoid somewhere in the middle
-        rot_a = _random_rotation(rng, d)
-        rad_a = np.maximum(rng.uniform(0.28, 0.45, d), 2.0 * vmax)
-        cen_a = rng.uniform(-0.25, 0.25, d)
+        rot_a, rad_a, cen_a, rot_b, rad_b, direction = draw_pose(rng, d, vmax)
         in_a = _ellipsoid_q(coords, cen_a, rad_a, rot_a) + wobble < 1.0
-        # organ_b: smaller ellipsoid against organ_a's surface, in a random direction
-        rot_b = _random_rotation(rng, d)
-        rad_b = np.maximum(rng.uniform(0.17, 0.27, d), 1.5 * vmax)
-        direction = rng.standard_normal(d)
         direction /= np.linalg.norm(direction)
         dist = _extent_along(direction, rad_a, rot_a) + 0.7 * _extent_along(direction, rad_b, rot_b)
         cen_b = np.clip(cen_a + dist * direction, -0.55, 0.55)
@@ -131,31 +125,25 @@ def _place_organs(rng: np.random.Generator, coords: np.ndarray, shape: tuple[int
     raise RuntimeError(f"could not place both organs in shape {shape}; use a larger shape")  # pragma: no cover
 
 
-def _place_organs_consistently(rng: np.random.Generator, coords: np.ndarray, shape: tuple[int, ...], vmax: float
-                               ) -> tuple[np.ndarray, np.ndarray]:
-    """As `_place_organs`, but organ_a near the same place, size and orientation in every case and organ_b on the
-    same side of it (jitter: centre +-0.08 of the half field of view, radii +-15%, rotations of ~0.15 rad)."""
-    d = len(shape)
-    min_count = max(4, int(np.prod(shape)) // 2000)
-    for _attempt in range(100):
-        wobble = 0.15 * _smooth_noise(rng, shape, sigma=max(2.0, 0.12 * min(shape)))
-        rot_a = _small_rotation(rng, d, 0.15)
-        rad_a = np.maximum(np.array([0.36, 0.30, 0.40][:d]) * rng.uniform(0.85, 1.15, d), 2.0 * vmax)
-        cen_a = np.array([0.0, -0.15, -0.1][:d]) + rng.uniform(-0.08, 0.08, d)
-        in_a = _ellipsoid_q(coords, cen_a, rad_a, rot_a) + wobble < 1.0
-        rot_b = _small_rotation(rng, d, 0.15)
-        rad_b = np.maximum(np.array([0.22, 0.18, 0.2][:d]) * rng.uniform(0.85, 1.15, d), 1.5 * vmax)
-        direction = np.array([0.3, 0.5, 0.8][:d]) + rng.normal(0, 0.15, d)
-        direction /= np.linalg.norm(direction)
-        dist = _extent_along(direction, rad_a, rot_a) + 0.7 * _extent_along(direction, rad_b, rot_b)
-        cen_b = np.clip(cen_a + dist * direction, -0.55, 0.55)
-        in_b = _ellipsoid_q(coords, cen_b, rad_b, rot_b) + 0.5 * wobble < 1.0
-        label = np.zeros(shape, dtype=np.uint8)
-        label[in_a] = LABELS["organ_a"]
-        label[in_b] = LABELS["organ_b"]
-        if (np.count_nonzero(label == 1) >= min_count and np.count_nonzero(label == 2) >= min_count):
-            return label, wobble
-    raise RuntimeError(f"could not place both organs in shape {shape}; use a larger shape")  # pragma: no cover
+def _random_pose(rng: np.random.Generator, d: int, vmax: float) -> tuple:
+    """organ_a: any orientation, somewhere in the middle; organ_b: smaller, on a random side of it."""
+    rot_a = _random_rotation(rng, d)
+    rad_a = np.maximum(rng.uniform(0.28, 0.45, d), 2.0 * vmax)
+    cen_a = rng.uniform(-0.25, 0.25, d)
+    rot_b = _random_rotation(rng, d)
+    rad_b = np.maximum(rng.uniform(0.17, 0.27, d), 1.5 * vmax)
+    return rot_a, rad_a, cen_a, rot_b, rad_b, rng.standard_normal(d)
+
+
+def _consistent_pose(rng: np.random.Generator, d: int, vmax: float) -> tuple:
+    """organ_a near the same place, size and orientation in every case and organ_b on the same side of it (jitter:
+    centre +-0.08 of the half field of view, radii +-15%, rotations of ~0.15 rad)."""
+    rot_a = _small_rotation(rng, d, 0.15)
+    rad_a = np.maximum(np.array([0.36, 0.30, 0.40][:d]) * rng.uniform(0.85, 1.15, d), 2.0 * vmax)
+    cen_a = np.array([0.0, -0.15, -0.1][:d]) + rng.uniform(-0.08, 0.08, d)
+    rot_b = _small_rotation(rng, d, 0.15)
+    rad_b = np.maximum(np.array([0.22, 0.18, 0.2][:d]) * rng.uniform(0.85, 1.15, d), 1.5 * vmax)
+    return rot_a, rad_a, cen_a, rot_b, rad_b, np.array([0.3, 0.5, 0.8][:d]) + rng.normal(0, 0.15, d)
 
 
 def _add_bone(rng: np.random.Generator, coords: np.ndarray, tissue: np.ndarray, vmax: float) -> np.ndarray:
