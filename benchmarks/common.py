@@ -22,6 +22,11 @@ SHORT = {"nnUNetTrainer": "CNN", "nnUNet_Primus_S_Trainer": "Primus-S", "nnUNetT
          "nnUNetTrainerViT_patchdec": "ViT-S patch decoder"}
 
 
+def trainer_folder(results: str | Path, trainer: str, fold: int | str) -> Path:
+    """nnU-Net's output folder of `trainer` on the benchmark dataset and configuration (nnUNetPlans)."""
+    return Path(results, DATASET, f"{trainer}__nnUNetPlans__{CONFIGURATION}", f"fold_{fold}")
+
+
 def find_trainer_class(name: str):
     import nnunet_mae.training.trainers as ours
 

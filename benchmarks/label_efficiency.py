@@ -33,7 +33,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import (CONFIGURATION, DATASET, DEFAULT_DATA, find_trainer_class, machine_info,  # noqa: E402
-                    prepare_workspace, run_logged, workspace_environment)
+                    prepare_workspace, run_logged, trainer_folder, workspace_environment)
 from label_efficiency_protocol import (ARMS, FRACTIONS, PRETRAININGS,  # noqa: E402
                                        PROTOCOLS, SUBSET_SEED, needed_pretrainings, planned_runs,
                                        pretrained_checkpoint)
@@ -168,7 +168,7 @@ def time_arms(args, env: dict) -> None:
 
 # ----- stages 3 and 4: nnU-Net's own command line --------------------------------------------------------------------
 def train(args, env: dict, trainer: str, fold: int, results: Path, log: Path) -> None:
-    folder = results / DATASET / f"{trainer}__nnUNetPlans__{CONFIGURATION}" / f"fold_{fold}"
+    folder = trainer_folder(results, trainer, fold)
     if (folder / "validation" / "summary.json").is_file() or (folder / "checkpoint_final.pth").is_file() and \
             trainer in [p.trainer for p in PRETRAININGS.values()]:
         return

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import CONFIGURATION, DATASET
+from common import trainer_folder
 
 FRACTIONS = {"10%": (1, 0.1), "100%": (0, 1.0)}  # name -> (fold in splits_final.json, share of fold 0's cases)
 SUBSET_SEED = 0
@@ -52,8 +52,7 @@ def needed_pretrainings(args) -> list[Arm]:
 
 
 def pretrained_checkpoint(args, key: str) -> Path:
-    return (args.work / "results" / "pretraining" / DATASET /
-            f"{PRETRAININGS[key].trainer}__nnUNetPlans__{CONFIGURATION}" / "fold_0" / "checkpoint_final.pth")
+    return trainer_folder(args.work / "results" / "pretraining", PRETRAININGS[key].trainer, 0) / "checkpoint_final.pth"
 
 
 def planned_runs(args) -> list[tuple[str, int, str]]:
@@ -65,5 +64,4 @@ def planned_runs(args) -> list[tuple[str, int, str]]:
 
 
 def run_folder(args, fraction: str, seed: int, arm: str) -> Path:
-    return (args.work / "results" / f"seed{seed}" / DATASET / f"{ARMS[arm].trainer}__nnUNetPlans__{CONFIGURATION}" /
-            f"fold_{FRACTIONS[fraction][0]}")
+    return trainer_folder(args.work / "results" / f"seed{seed}", ARMS[arm].trainer, FRACTIONS[fraction][0])

@@ -21,7 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from common import DEFAULT_DATA, machine_info, prepare_workspace, run_logged as run, workspace_environment
+from common import (DEFAULT_DATA, machine_info, prepare_workspace, run_logged as run, trainer_folder,
+                    workspace_environment)
 
 HERE = Path(__file__).resolve().parent
 ARMS = {  # arm -> (pre-training trainer or None, segmentation trainer)
@@ -31,10 +32,6 @@ ARMS = {  # arm -> (pre-training trainer or None, segmentation trainer)
     "mae": ("nnUNetTrainerMAEPretrain_bench{p}", "nnUNetTrainerMAEFinetune_bench{p}"),
     "gmim": ("nnUNetTrainerGMIMPretrain_bench{p}", "nnUNetTrainerGMIMFinetune_bench{p}"),
 }
-
-
-def trainer_folder(env: dict, trainer: str, fold: str) -> Path:
-    return Path(env["nnUNet_results"], "Dataset004_Hippocampus", f"{trainer}__nnUNetPlans__3d_fullres", f"fold_{fold}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,12 +70,12 @@ def run_arm(arm: str, args, env: dict, logs: Path) -> dict:
 
     pretrainer, trainer = (t.format(p=args.protocol) if t else None for t in ARMS[arm])
     entry = {"trainer": trainer, "pretrainer": pretrainer}
-    if pretrainer and not (trainer_folder(env, pretrainer, "all") / "checkpoint_final.pth").is_file():
+    if pretrainer and not (trainer_folder(env["nnUNet_results"], pretrainer, "all") / "checkpoint_final.pth").is_file():
         entry["pretrain_seconds"] = run(["nnUNetv2_train", "4", "3d_fullres", "all", "-tr", pretrainer,
                                          "-device", args.device], env, logs / f"{arm}_pretrain.log")
     entry["train_seconds"] = run(["nnUNetv2_train", "4", "3d_fullres", "0", "-tr", trainer, "-device",
                                   args.device], env, logs / f"{arm}_train.log")
-    folder = trainer_folder(env, trainer, "0")
+    folder = trainer_folder(env["nnUNet_results"], trainer, "0")
     summary = json.loads((folder / "validation" / "summary.json").read_text())
     entry["dice"] = {label: summary["mean"][label]["Dice"] for label in summary["mean"]}
     entry["mean_dice"] = summary["foreground_mean"]["Dice"]

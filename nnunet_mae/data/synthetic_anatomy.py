@@ -10,9 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 LABELS: dict[str, int] = {"background": 0, "organ_a": 1, "organ_b": 2}
-# where the organs are: "random" (any pose, any side), "consistent" (the same place in every case, small jitter,
-# as anatomy sits in aligned scans)
-LAYOUTS: tuple[str, ...] = ("random", "consistent")
 
 # tissue indices of the anatomy map
 _AIR, _BODY, _ORGAN_A, _ORGAN_B, _BONE, _DISTRACTOR = range(6)
@@ -89,13 +86,14 @@ def _anatomy(rng: np.random.Generator, shape: tuple[int, ...], layout: str = "ra
     d = len(shape)
     coords = np.stack(np.meshgrid(*[np.linspace(-1.0, 1.0, n) for n in shape], indexing="ij"), axis=-1)
     voxel = 2.0 / (np.asarray(shape, dtype=float) - 1.0)  # one voxel in normalised units, per axis
-    label, wobble = _place_organs(rng, coords, shape, float(voxel.max()), layout)
+    vmax = float(voxel.max())
+    label, wobble = _place_organs(rng, coords, shape, vmax, layout)
     tissue = np.full(shape, _AIR, dtype=np.uint8)
     body_q = _ellipsoid_q(coords, rng.uniform(-0.03, 0.03, d), rng.uniform(0.86, 0.98, d), np.eye(d))
     in_body = body_q + 0.1 * wobble < 1.0
     tissue[in_body] = _BODY
-    cortex = _add_bone(rng, coords, tissue, float(voxel.max()))
-    distractor_of = _add_distractors(rng, coords, label, tissue, in_body, wobble, float(voxel.max()))
+    cortex = _add_bone(rng, coords, tissue, vmax)
+    distractor_of = _add_distractors(rng, coords, label, tissue, in_body, wobble, vmax)
     tissue[label == LABELS["organ_a"]] = _ORGAN_A
     tissue[label == LABELS["organ_b"]] = _ORGAN_B
     return {"label": label, "tissue": tissue, "distractor_of": distractor_of, "cortex": cortex,
@@ -108,7 +106,7 @@ def _place_organs(rng: np.random.Generator, coords: np.ndarray, shape: tuple[int
     have a few voxels."""
     d = len(shape)
     min_count = max(4, int(np.prod(shape)) // 2000)
-    draw_pose = _random_pose if layout == "random" else _consistent_pose
+    draw_pose = _POSES[layout]
     for _attempt in range(100):
         wobble = 0.15 * _smooth_noise(rng, shape, sigma=max(2.0, 0.12 * min(shape)))
         rot_a, rad_a, cen_a, rot_b, rad_b, direction = draw_pose(rng, d, vmax)
@@ -144,6 +142,12 @@ def _consistent_pose(rng: np.random.Generator, d: int, vmax: float) -> tuple:
     rot_b = _small_rotation(rng, d, 0.15)
     rad_b = np.maximum(np.array([0.22, 0.18, 0.2][:d]) * rng.uniform(0.85, 1.15, d), 1.5 * vmax)
     return rot_a, rad_a, cen_a, rot_b, rad_b, np.array([0.3, 0.5, 0.8][:d]) + rng.normal(0, 0.15, d)
+
+
+# where the organs are: "random" (any pose, any side), "consistent" (the same place in every case, small jitter,
+# as anatomy sits in aligned scans)
+_POSES = {"random": _random_pose, "consistent": _consistent_pose}
+LAYOUTS: tuple[str, ...] = tuple(_POSES)
 
 
 def _add_bone(rng: np.random.Generator, coords: np.ndarray, tissue: np.ndarray, vmax: float) -> np.ndarray:

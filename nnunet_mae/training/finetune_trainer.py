@@ -53,10 +53,9 @@ class nnUNetTrainerMAEFinetune(nnUNetTrainerViT):
 
     def locate_pretrained(self) -> tuple[Path, str]:
         """(checkpoint, why this one): `nnUNet_MAE_pretrained`, else this dataset's pre-training (locate.py)."""
-        path, why = locate_pretrained_checkpoint(self.pretraining_folder(), self.pretraining_command(),
-                                                 self.__class__.__name__)
-        return path, (why if why.startswith("named") else
-                      f"{why}: the {self.pretrain_trainer_name} pre-training of this dataset")
+        return locate_pretrained_checkpoint(self.pretraining_folder(), self.pretraining_command(),
+                                            self.__class__.__name__,
+                                            f"the {self.pretrain_trainer_name} pre-training of this dataset")
 
     def load_pretrained_encoder(self) -> None:
         path, why = self.locate_pretrained()

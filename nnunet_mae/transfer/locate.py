@@ -16,8 +16,10 @@ def pretraining_results_folder(results: str | os.PathLike, dataset_name: str, tr
     return Path(results, dataset_name, f"{trainer_name}__{plans_name}__{configuration}", "fold_all")
 
 
-def locate_pretrained_checkpoint(folder: Path, pretrain_command: str, wanted_by: str) -> tuple[Path, str]:
-    """(checkpoint file, why this one): `nnUNet_MAE_pretrained` wins; else `folder`/checkpoint_final.pth."""
+def locate_pretrained_checkpoint(folder: Path, pretrain_command: str, wanted_by: str, folder_holds: str
+                                 ) -> tuple[Path, str]:
+    """(checkpoint file, why this one): `nnUNet_MAE_pretrained` wins; else `folder`/checkpoint_final.pth, the
+    pre-training `folder_holds` describes."""
     given = os.environ.get(PRETRAINED_ENV)
     if given:
         if not Path(given).is_file():
@@ -26,7 +28,7 @@ def locate_pretrained_checkpoint(folder: Path, pretrain_command: str, wanted_by:
         return Path(given), f"named by {PRETRAINED_ENV}"
     final = folder / "checkpoint_final.pth"
     if final.is_file():
-        return final, "found automatically"
+        return final, f"found automatically: {folder_holds}"
     found = sorted(p.name for p in folder.glob("checkpoint_*.pth")) if folder.is_dir() else []
     hint = (f" Found only {', '.join(found)}: the pre-training has not finished; finish it with "
             f"`{pretrain_command} --c`." if found else f" Run the pre-training first: `{pretrain_command}`.")

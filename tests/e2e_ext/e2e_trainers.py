@@ -11,13 +11,15 @@ from pathlib import Path
 import torch
 from nnunetv2.training.nnUNetTrainer.primus.primus_trainers import nnUNet_PrimusV3S_Trainer
 
+from nnunet_mae.training.schedules import Schedule
 from nnunet_mae.training.trainers import (nnUNetTrainerGMIMFinetune, nnUNetTrainerGMIMPretrain,
                                           nnUNetTrainerMAEFinetune, nnUNetTrainerMAEFinetune_PrimusV3S,
                                           nnUNetTrainerMAEPretrain, nnUNetTrainerMAEPretrain_PrimusV3S,
                                           nnUNetTrainerViT)
 
 
-class _Tiny:
+class _Tiny(Schedule):
+    num_epochs, iterations, val_iterations = 2, 3, 2
     mae_decoder_dim = 32
     mae_decoder_heads = 4
     projector_hidden_dim = 64
@@ -26,12 +28,6 @@ class _Tiny:
     @classmethod
     def vit_dimensions(cls):
         return {"embed_dim": 48, "depth": 4, "num_heads": 4}
-
-    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 2
-        self.num_iterations_per_epoch = 3
-        self.num_val_iterations_per_epoch = 2
 
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
         """No mirroring (as nnU-Net's nnUNetTrainerNoMirroring): 8x fewer sliding-window passes in validation and
