@@ -70,46 +70,44 @@ like these: settings are attributes set after super().__init__()).
 
 import torch
 
+from nnunet_mae.training.schedules import Schedule
 from nnunet_mae.training.trainers import nnUNetTrainerMAEFinetune, nnUNetTrainerMAEPretrain, nnUNetTrainerViT
 
 
 class _DemoViT:
+    """The demo's small ViT and its seed (seed: set after the trainer's own __init__, as nnU-Net requires)."""
     decoder = {decoder!r}
 
     @classmethod
     def vit_dimensions(cls):
         return {vit!r}
 
-
-class _DemoSegmentationBudget(_DemoViT):
     def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.seed = {seed}
-        self.num_epochs = {finetune_epochs}
-        self.num_iterations_per_epoch = {finetune_iterations}
-        self.num_val_iterations_per_epoch = {val_iterations}
 
 
-class {pretrain}(_DemoViT, nnUNetTrainerMAEPretrain):
+class _PretrainBudget(Schedule):
+    num_epochs, iterations, val_iterations = {pretrain_epochs}, {pretrain_iterations}, {val_iterations}
+    png_every = {pretrain_epochs}  # reconstructions of the first and the last epoch
+
+
+class _SegmentationBudget(Schedule):
+    num_epochs, iterations, val_iterations = {finetune_epochs}, {finetune_iterations}, {val_iterations}
+
+
+class {pretrain}(_PretrainBudget, _DemoViT, nnUNetTrainerMAEPretrain):
     mae_decoder_dim = {mae_decoder_dim}
     mae_decoder_depth = {mae_decoder_depth}
     mae_decoder_heads = {mae_decoder_heads}
     finetune_trainer_name = "{finetune}"
 
-    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.seed = {seed}
-        self.num_epochs = {pretrain_epochs}
-        self.num_iterations_per_epoch = {pretrain_iterations}
-        self.num_val_iterations_per_epoch = {val_iterations}
-        self.reconstruction_png_every = {pretrain_epochs}  # first and last epoch
 
-
-class {finetune}(_DemoSegmentationBudget, nnUNetTrainerMAEFinetune):
+class {finetune}(_SegmentationBudget, _DemoViT, nnUNetTrainerMAEFinetune):
     pretrain_trainer_name = "{pretrain}"
 
 
-class {scratch}(_DemoSegmentationBudget, nnUNetTrainerViT):
+class {scratch}(_SegmentationBudget, _DemoViT, nnUNetTrainerViT):
     pass
 '''
 

@@ -51,7 +51,7 @@ def test_trainer_module_gives_nnunet_trainers_with_the_budget(tmp_path, monkeypa
 
     from tests.training.tiny_trainer import tiny_trainer
 
-    folder = demo.write_trainer_module(tmp_path / "trainers", "tiny").parent
+    folder = demo.write_trainer_module(tmp_path / "trainers", "tiny", seed=3).parent
     monkeypatch.setenv("nnUNet_extTrainer", str(folder))
     budget = demo.BUDGETS["tiny"]
     found = {name: recursive_find_trainer_class_by_name(name) for name in (demo.PRETRAIN, demo.FINETUNE, demo.SCRATCH)}
@@ -61,11 +61,13 @@ def test_trainer_module_gives_nnunet_trainers_with_the_budget(tmp_path, monkeypa
                                                                          budget.pretrain_iterations)
     assert pretrain.vit_dimensions() == budget.vit and pretrain.mae_decoder_dim == budget.mae_decoder["mae_decoder_dim"]
     assert pretrain.finetune_trainer_name == demo.FINETUNE
+    assert pretrain.seed == 3 and pretrain.reconstruction_png_every == budget.pretrain_epochs
     for name in (demo.FINETUNE, demo.SCRATCH):
         trainer = tiny_trainer(found[name], tmp_path, monkeypatch)
         assert (trainer.num_epochs, trainer.num_iterations_per_epoch, trainer.num_val_iterations_per_epoch) == (
             budget.finetune_epochs, budget.finetune_iterations, budget.val_iterations)
         assert trainer.vit_dimensions() == budget.vit and trainer.decoder == budget.decoder
+        assert trainer.seed == 3
     assert found[demo.FINETUNE].pretrain_trainer_name == demo.PRETRAIN
 
 
