@@ -28,6 +28,7 @@ from pathlib import Path
 from nnunet_mae.cli.demo_report import _minutes, format_table, gain_line, read_dice, write_summary_png
 from nnunet_mae.cli.demo_trainers import (BUDGETS, FINETUNE, PRETRAIN, SCRATCH, TRAINER_MODULE, Budget,
                                          write_trainer_module)
+from nnunet_mae.transfer.locate import pretraining_results_folder
 
 DATASET_ID = 990
 DATASET_NAME = "Synthetic"
@@ -220,8 +221,9 @@ def summary_picture(demo: Demo, preds: dict[str, Path], dice: dict) -> Path:
     """Stage 11: the last reconstruction and the first test case's segmentations in one PNG."""
     raw = demo.out / "nnUNet_raw" / DATASET
     started = demo.begin("write demo_summary.png")
-    reconstructions = sorted((demo.out / "nnUNet_results" / DATASET / f"{PRETRAIN}__nnUNetPlans__{CONFIGURATION}" /
-                              "fold_all" / "reconstructions").glob("epoch_*.png"))
+    pretraining = pretraining_results_folder(demo.out / "nnUNet_results", DATASET, PRETRAIN, "nnUNetPlans",
+                                             CONFIGURATION)
+    reconstructions = sorted((pretraining / "reconstructions").glob("epoch_*.png"))
     test_case = sorted((raw / "labelsTs").glob("*.nii.gz"))[0]
     png = write_summary_png(demo.out / "demo_summary.png", reconstructions[-1] if reconstructions else None,
                             raw / "imagesTs" / test_case.name.replace(".nii.gz", "_0000.nii.gz"), test_case,
