@@ -13,6 +13,8 @@ COMMANDS = {
                                                      "preprocessed with its plans"),
     "demo": ("nnunet_mae.cli.demo", "MAE pre-training vs from scratch on synthetic data, in minutes, no set-up"),
     "doctor": ("nnunet_mae.cli.doctor", "check the installation and nnU-Net's set-up, with fixes"),
+    "probe": ("nnunet_mae.cli.probe", "what an encoder learnt: Dice of a linear probe of its frozen features, "
+                                      "against a random encoder of the same shape"),
 }
 
 

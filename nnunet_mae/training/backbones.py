@@ -14,12 +14,15 @@ network, which settings must match between pre-training and fine-tuning, which d
 
 from __future__ import annotations
 
+import torch
 from dynamic_network_architectures.architectures.primus import PrimusV3B, PrimusV3L, PrimusV3M, PrimusV3S
+from einops import rearrange
 from torch import nn
 
 from nnunet_mae.architectures.mae import MAEPretrainingNetwork
 from nnunet_mae.architectures.primus_mae import PrimusV3BMAE, PrimusV3LMAE, PrimusV3MMAE, PrimusV3SMAE
 from nnunet_mae.architectures.segmentation import ViTSegmentationNetwork
+from nnunet_mae.architectures.tokens import tokens_to_feature_map
 
 
 class ViTBackbone:
@@ -39,6 +42,14 @@ class ViTBackbone:
     @staticmethod
     def mae_network(kwargs: dict, mae_decoder: dict) -> nn.Module:
         return MAEPretrainingNetwork(**kwargs, **mae_decoder)
+
+    @staticmethod
+    def probe_features(network: ViTSegmentationNetwork, images: torch.Tensor) -> list[torch.Tensor]:
+        """What the segmentation decoder reads: the blocks it takes skips from and the normalised output, as maps
+        on the token grid (B, D, *grid)."""
+        grid = network.encoder.grid_of(images.shape[2:])
+        final, hidden = network.encoder(images, network.return_blocks)
+        return [tokens_to_feature_map(t, grid) for t in (*hidden, final)]
 
 
 class PrimusV3Backbone:
@@ -68,6 +79,15 @@ class PrimusV3Backbone:
     @classmethod
     def mae_network(cls, kwargs: dict, mae_decoder: dict) -> nn.Module:
         return cls._build(cls.SIZES[kwargs["primus_size"]][1], kwargs, **mae_decoder)
+
+    @staticmethod
+    def probe_features(network, images: torch.Tensor) -> list[torch.Tensor]:
+        """What PrimusV3's patch decoder reads: Eva's normalised output tokens, as a map (B, D, *grid); the first
+        half of DNA's `Primus.forward` (no register tokens, no token dropping)."""
+        x = network.down_projection(images)
+        grid = x.shape[2:]
+        tokens, _ = network.eva(rearrange(x, "b d g0 g1 g2 -> b (g0 g1 g2) d"))
+        return [tokens_to_feature_map(tokens, grid)]
 
 
 BACKBONES = {b.name: b for b in (ViTBackbone, PrimusV3Backbone)}

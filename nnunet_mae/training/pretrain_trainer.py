@@ -22,6 +22,7 @@ from typing import List
 import numpy as np
 import torch
 from batchgenerators.utilities.file_and_folder_operations import join
+from torch import nn
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
 from batchgeneratorsv2.transforms.nnunet.seg_to_onehot import MoveSegAsOneHotToDataTransform
 from batchgeneratorsv2.transforms.spatial.mirroring import MirrorTransform
@@ -36,6 +37,8 @@ from nnunet_mae.architectures.tokens import token_grid, unpatchify
 from nnunet_mae.data.case_view import case_view
 from nnunet_mae.data.unlabeled import unlabeled_folder, unlabeled_identifiers
 from nnunet_mae.training.distributed import mean_over_ranks, unwrap_network
+from nnunet_mae.probing.history import ProbeHistory
+from nnunet_mae.training.encoder_probe import ProbeDuringPretraining
 from nnunet_mae.training.pretraining_plots import (exponential_moving_average, plot_pretraining_progress,
                                                    save_reconstruction_png)
 from nnunet_mae.training.seeding import epoch_generator, fresh_seed
@@ -43,9 +46,7 @@ from nnunet_mae.training.vit_trainer import nnUNetTrainerViT
 from nnunet_mae.transfer.encoder_transfer import transfer_encoder_weights
 
 
-
-
-class PretrainingTrainer(nnUNetTrainerViT):
+class PretrainingTrainer(ProbeDuringPretraining, nnUNetTrainerViT):
     """Abstract: not a trainer to run (nnU-Net would not find it by an nnUNetTrainer* name either)."""
 
     drop_path_rate = 0.0
@@ -75,7 +76,7 @@ class PretrainingTrainer(nnUNetTrainerViT):
         self.mask_generator: torch.Generator | None = None  # re-seeded every epoch (training/seeding.py)
         self._mask_base_seed = fresh_seed()  # drawn per process, used when `seed` is None
         self._warned_constant = False
-
+        self.init_probe()  # the probe's settings (training/encoder_probe.py)
 
     @staticmethod
     def get_training_transforms(patch_size, rotation_for_DA, deep_supervision_scales, mirror_axes,
@@ -125,24 +126,29 @@ class PretrainingTrainer(nnUNetTrainerViT):
     def on_train_start(self):
         if not self.was_initialized:
             self.initialize()
-        self.check_encoder_fits_finetuning()
+        self.encoder_in_finetuning_network()  # refuses, before the first step, an encoder fine-tuning cannot load
         super().on_train_start()
+        if self.current_epoch == 0 and self.probe_every > 0 and self.probe_history.baseline is None:
+            self.probe_now(-1)
 
-    def check_encoder_fits_finetuning(self) -> None:
+    def encoder_in_finetuning_network(self) -> nn.Module:
+        """The segmentation network of `finetune_trainer_name` (built once) holding a copy of the current encoder,
+        as fine-tuning will start; raises a TransferError naming what does not fit."""
         finetune_class = recursive_find_trainer_class_by_name(self.finetune_trainer_name)
-        target = finetune_class.build_network_architecture(
-            self.plans_manager, self.configuration_manager, self.num_input_channels,
-            self.label_manager.num_segmentation_heads, False)
+        if self._probe_network is None:
+            self._probe_network = finetune_class.build_network_architecture(
+                self.plans_manager, self.configuration_manager, self.num_input_channels,
+                self.label_manager.num_segmentation_heads, False).to(self.device)
         own = self.network_kwargs(self.configuration_manager, self.num_input_channels,
                                   self.label_manager.num_segmentation_heads)
         theirs = finetune_class.network_kwargs(self.configuration_manager, self.num_input_channels,
                                                self.label_manager.num_segmentation_heads)
-        report = transfer_encoder_weights(unwrap_network(self.network).state_dict(), target,
+        report = transfer_encoder_weights(unwrap_network(self.network).state_dict(), self._probe_network,
                                           source_grid=token_grid(own["input_shape"], own["token_size"]),
-                                          target_grid=token_grid(theirs["input_shape"], theirs["token_size"]),
-                                          load=False)
+                                          target_grid=token_grid(theirs["input_shape"], theirs["token_size"]))
         report.raise_if_incomplete(f"the pre-training network of {self.__class__.__name__} "
                                    f"(checked against {self.finetune_trainer_name} before training)")
+        return self._probe_network
 
     # ----- steps --------------------------------------------------------------------------------------------
     def on_train_epoch_start(self):
@@ -216,18 +222,37 @@ class PretrainingTrainer(nnUNetTrainerViT):
         self.print_to_log_file("val_loss (reconstruction, fixed masks)", np.round(val_losses[-1], 4),
                                "moving average", np.round(ema, 4))
         self.print_to_log_file(f"Epoch time: {np.round(epoch_time, 2)} s")
-        if self._best_ema is None or ema < self._best_ema:  # _best_ema holds the best moving-average val loss
-            self._best_ema = ema
-            self.print_to_log_file(f"New best moving-average reconstruction loss: {np.round(ema, 4)}")
+        probe = self.probe_now(self.current_epoch) if self.is_probe_epoch(self.current_epoch) else None
+        if self.is_new_best(ema, probe):
             self.save_checkpoint(join(self.output_folder, "checkpoint_best.pth"))
         # after the best: checkpoint_latest then holds the best value that checkpoint_best holds (for --c)
         if (self.current_epoch + 1) % self.save_every == 0 and self.current_epoch != self.num_epochs - 1:
             self.save_checkpoint(join(self.output_folder, "checkpoint_latest.pth"))
         if self.local_rank == 0:
-            plot_pretraining_progress(self.logger.get_checkpoint(), self.output_folder)
+            plot_pretraining_progress(self.logger.get_checkpoint(), self.output_folder, self.probe_history)
             if self.current_epoch % self.reconstruction_png_every == 0 or self.current_epoch == self.num_epochs - 1:
                 self.save_reconstructions()
         self.current_epoch += 1
+
+    def checkpoint_extras(self) -> dict:
+        return {**super().checkpoint_extras(), "probe": self.probe_history.to_dict()}
+
+    def restore_checkpoint_extras(self, checkpoint: dict) -> None:
+        super().restore_checkpoint_extras(checkpoint)
+        self.probe_history = ProbeHistory.from_dict(checkpoint.get("probe"))
+
+    def is_new_best(self, ema: float, probe) -> bool:
+        """checkpoint_best: the lowest moving-average reconstruction loss, or with best_checkpoint_by = "probe" the
+        highest mean probe Dice (on the fold-0 validation cases). `_best_ema` holds the best loss in either case."""
+        if self._best_ema is None or ema < self._best_ema:
+            self._best_ema = ema
+            self.print_to_log_file(f"New best moving-average reconstruction loss: {np.round(ema, 4)}")
+            if self.best_checkpoint_by == "reconstruction":
+                return True
+        if self.best_checkpoint_by == "probe" and probe is not None and self.probe_history.best() is probe:
+            self.print_to_log_file(f"New best probe Dice: {probe.mean:.3f} (checkpoint_best.pth)")
+            return True
+        return False
 
     @torch.no_grad()
     def save_reconstructions(self) -> str | None:

@@ -22,19 +22,23 @@ def exponential_moving_average(values: Sequence[float], weight: float = 0.9) -> 
     return out
 
 
-def plot_pretraining_progress(logged: dict, output_folder: str) -> str:
-    """progress.png with train/val reconstruction loss (+ EMA), epoch duration and learning rate."""
+def plot_pretraining_progress(logged: dict, output_folder: str, probe=None) -> str:
+    """progress.png: reconstruction losses (+ EMA), the probe Dice (if `probe`, a ProbeHistory, has records),
+    epoch duration and learning rate."""
     n = min(len(logged["train_losses"]), len(logged["val_losses"]), len(logged["epoch_end_timestamps"]))
     epochs = list(range(n))
-    fig, axes = plt.subplots(3, 1, figsize=(12, 16))
+    with_probe = probe is not None and bool(probe.records)
+    fig, axes = plt.subplots(4 if with_probe else 3, 1, figsize=(12, 21 if with_probe else 16))
     axes[0].plot(epochs, logged["train_losses"][:n], "b-", label="reconstruction loss (train)")
     axes[0].plot(epochs, logged["val_losses"][:n], "r-", label="reconstruction loss (val, fixed masks)")
     axes[0].plot(epochs, exponential_moving_average(logged["val_losses"][:n]), "r--", label="val (moving average)")
     axes[0].set_ylabel("masked-token MSE")
+    if with_probe:
+        _plot_probe(axes[1], probe)
     durations = np.array(logged["epoch_end_timestamps"][:n]) - np.array(logged["epoch_start_timestamps"][:n])
-    axes[1].plot(epochs, durations, "b-", label="epoch duration [s]")
-    axes[1].set_ylim(bottom=0)
-    axes[2].plot(epochs, logged["lrs"][:n], "b-", label="learning rate")
+    axes[-2].plot(epochs, durations, "b-", label="epoch duration [s] (probes excluded)")
+    axes[-2].set_ylim(bottom=0)
+    axes[-1].plot(epochs, logged["lrs"][:n], "b-", label="learning rate")
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.legend()
@@ -43,6 +47,25 @@ def plot_pretraining_progress(logged: dict, output_folder: str) -> str:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _plot_probe(ax, probe) -> None:
+    """Probe Dice per label and mean after each probed epoch (the baseline drawn at epoch -1), the baseline's noise
+    band, and the stopping signal."""
+    records = probe.records
+    x = [r.epoch for r in records]
+    for k in range(len(records[0].dice)):
+        ax.plot(x, [r.dice[k] for r in records], "o-", alpha=0.5, label=f"probe Dice, label {k + 1}")
+    ax.plot(x, [r.mean for r in records], "ko-", label="probe Dice, mean (fold-0 validation crops)")
+    baseline = probe.baseline
+    if baseline is not None:
+        noise = probe.noise or 0.0
+        ax.axhspan(baseline.mean - noise / 2, baseline.mean + noise / 2, color="grey", alpha=0.2,
+                   label=f"random-init encoder (band: probe noise {noise:.3f})")
+    if probe.stop_epoch is not None:
+        ax.axvline(probe.stop_epoch, color="g", ls="--",
+                   label=f"epoch {probe.stop_epoch}: pre-training has stopped paying; you can stop it here")
+    ax.set_ylabel("probe Dice (frozen encoder)")
 
 
 def _middle_slice(volume: torch.Tensor) -> np.ndarray:

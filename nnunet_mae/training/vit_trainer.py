@@ -281,6 +281,13 @@ class nnUNetTrainerViT(nnUNetTrainer):
     def masking_metadata(self) -> dict | None:
         return None
 
+    def checkpoint_extras(self) -> dict:
+        """Entries this package adds to nnU-Net's checkpoint: the transfer metadata (and, in subclasses, more)."""
+        return {METADATA_KEY: self.transfer_metadata().to_dict()}
+
+    def restore_checkpoint_extras(self, checkpoint: dict) -> None:
+        """Called after nnU-Net's load_checkpoint with the checkpoint's dict (--c, --val)."""
+
     def save_checkpoint(self, filename: str) -> None:
         """nnU-Net's checkpoint plus transfer metadata, written to a temporary file and renamed.
 
@@ -295,7 +302,7 @@ class nnUNetTrainerViT(nnUNetTrainer):
                 super().save_checkpoint(tmp)
                 if self.local_rank == 0 and not self.disable_checkpointing:
                     checkpoint = safe_torch_load(tmp)
-                    checkpoint[METADATA_KEY] = self.transfer_metadata().to_dict()
+                    checkpoint.update(self.checkpoint_extras())
                     torch.save(checkpoint, tmp)
         except (OSError, RuntimeError) as e:
             folder = os.path.dirname(os.path.abspath(filename))
@@ -310,9 +317,10 @@ class nnUNetTrainerViT(nnUNetTrainer):
         """nnU-Net's load (--c, --val), after the file has passed the weights-only reader; says when --c falls
         back to checkpoint_best.pth."""
         is_file = isinstance(filename_or_checkpoint, (str, os.PathLike))
-        if is_file:
-            safe_torch_load(filename_or_checkpoint)  # raises UnsafeCheckpointError before nnU-Net's torch.load
+        # raises UnsafeCheckpointError before nnU-Net's torch.load
+        checkpoint = safe_torch_load(filename_or_checkpoint) if is_file else filename_or_checkpoint
         super().load_checkpoint(filename_or_checkpoint)
+        self.restore_checkpoint_extras(checkpoint)
         if (is_file and os.path.basename(os.fspath(filename_or_checkpoint)) == "checkpoint_best.pth"
                 and self.current_epoch < self.num_epochs):
             self.print_to_log_file(

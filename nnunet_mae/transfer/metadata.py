@@ -67,6 +67,15 @@ class TransferMetadata:
         """Of the network built (its input_shape), which is what the weights fit."""
         return len(np.atleast_1d(self.network_kwargs.get("input_shape", self.patch_size)))
 
+    @staticmethod
+    def token_grid_of(network_kwargs: dict) -> tuple[int, ...] | None:
+        """The token grid of a network built from `network_kwargs` (None for networks without tokens)."""
+        if "token_size" not in network_kwargs:
+            return None
+        shape, token = network_kwargs["input_shape"], np.atleast_1d(network_kwargs["token_size"])
+        token = list(token) * len(shape) if len(token) == 1 else list(token)
+        return tuple(int(s) // int(t) for s, t in zip(shape, token))
+
     def describe(self) -> str:
         return (f"pre-trained by {self.trainer_name} on {self.dataset_name} {self.configuration}, patch "
                 f"{self.patch_size}")

@@ -1,0 +1,165 @@
+"""Why MAE pre-training made the ViT-S encoder worse on Hippocampus, recipe by recipe, measured with the probe.
+
+    python benchmarks/mae_recipe.py --work /tmp/mae_recipe                          # every stage
+    python benchmarks/mae_recipe.py --work /tmp/mae_recipe --stages probe,report     # probe what has finished
+
+Stages, each resumable (a finished run or probe is skipped; results are written as each one finishes):
+1. pretrain: `nnUNetv2_train 4 3d_fullres all -tr nnUNetTrainerMAEPretrain_recipe_<name>` for each recipe
+   (benchmarks/trainers/recipe_trainers.py: 40 epochs x 100 iterations, seed 0, a snapshot every 4 epochs), one at a
+   time; `--c` continues an interrupted one.
+2. probe: every snapshot, and a random-init encoder, probed as `nnunet_mae probe` does (the UNETR decoder's four
+   feature maps, linear head, 32 fold-0 training cases x 2 crops, 40 fold-0 validation cases) with `--seeds`
+   crop seeds; plus, on seed 0: the final block alone (the issue's quick view), a non-linear (MLP) head, the
+   effective rank and per-channel variance of the final features (collapse), and the cosine similarity of a visible
+   token's features when the encoder sees 25% of the tokens (as in pre-training) and all of them (the gap).
+3. report: results.json, results.md and curves.png in --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from common import DATASET, DEFAULT_DATA, machine_info, prepare_workspace, run_logged, workspace_environment  # noqa
+
+RECIPES = ["default", "normpix", "lr1e4", "lr1e3", "mr50", "mr90", "dec8", "long"]
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipes", default="default,normpix,dec8,mr90,lr1e4,long")
+    parser.add_argument("--stages", default="pretrain,probe,report")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/nnunet_mae_recipe"))
+    parser.add_argument("--out", type=Path, default=HERE.parent / "documentation" / "benchmarks" / "mae_recipe_cpu")
+    args = parser.parse_args(argv)
+    args.recipes = args.recipes.split(",")
+    unknown = sorted(set(args.recipes) - set(RECIPES))
+    if unknown:
+        parser.error(f"unknown recipe(s) {unknown}; choose from {RECIPES}")
+    return args
+
+
+def trainer(recipe: str) -> str:
+    return f"nnUNetTrainerMAEPretrain_recipe_{recipe}"
+
+
+def run_folder(args, recipe: str) -> Path:
+    return args.work / "results" / DATASET / f"{trainer(recipe)}__nnUNetPlans__3d_fullres" / "fold_all"
+
+
+def pretrain(args, env) -> None:
+    for recipe in args.recipes:
+        folder = run_folder(args, recipe)
+        if (folder / "checkpoint_final.pth").is_file():
+            continue
+        resume = ["--c"] if (folder / "checkpoint_latest.pth").is_file() else []
+        print(f"pre-training {recipe} ...", flush=True)
+        run_logged(["nnUNetv2_train", "4", "3d_fullres", "all", "-tr", trainer(recipe), "-device", "cpu"] + resume,
+                   env, args.work / "logs" / f"pretrain_{recipe}.log", append=True)
+
+
+# ----- stage 2 -------------------------------------------------------------------------------------------------------
+def diagnostics(probe, network, seed: int = 0) -> dict:
+    """Second views of one encoder (seed 0 crops): final block alone, MLP head, collapse, 25%-visible gap."""
+    import torch
+
+    from nnunet_mae.architectures.mae import gather_tokens
+    from nnunet_mae.masking.random_masking import random_token_masking
+    from nnunet_mae.probing.features import feature_batches
+
+    setup = probe.setup
+    final_only = lambda net, x: probe.read(net, x)[-1:]  # noqa: E731
+    quick = setup.probe(network, final_only, seed=seed, device=probe.device)
+    mlp_setup = type(setup)(**{**setup.__dict__, "head": "mlp"})
+    mlp = mlp_setup.probe(network, probe.read, seed=seed, device=probe.device)
+    _, val_cases = setup.cases(seed)
+    crops = setup.crops(val_cases[:16], 1, seed)
+    finals = torch.cat([maps[-1].flatten(2).transpose(1, 2).reshape(-1, maps[-1].shape[1])
+                        for maps, _ in feature_batches(probe.read, network, crops.images, crops.labels,
+                                                       device=probe.device)])  # (tokens, D)
+    centred = finals - finals.mean(0)
+    singular = torch.linalg.svdvals(centred)
+    p = singular / singular.sum()
+    effective_rank = float(torch.exp(-(p * p.clamp_min(1e-12).log()).sum()))
+    encoder = network.encoder
+    with torch.no_grad():
+        x = torch.from_numpy(crops.images)
+        tokens = encoder.embed(x)
+        full, _ = encoder.forward_tokens(tokens)
+        ids_keep, _, _ = random_token_masking(x.shape[0], tokens.shape[1], 0.75,
+                                              generator=torch.Generator().manual_seed(seed))
+        visible, _ = encoder.forward_tokens(gather_tokens(tokens, ids_keep))
+        cosine = torch.nn.functional.cosine_similarity(visible, gather_tokens(full, ids_keep), dim=-1)
+    return {"final_block_dice": quick.dice, "mlp_dice": mlp.dice, "mlp_train_dice": mlp.train_dice,
+            "effective_rank": effective_rank, "channel_variance": float(centred.var(0).mean()),
+            "visible_vs_full_cosine": float(cosine.mean()), "feature_dim": int(finals.shape[1]),
+            "tokens": int(finals.shape[0])}
+
+
+def probe_one(args, snapshot: Path, out: Path, random_init: bool = False) -> None:
+    import torch
+    from batchgenerators.utilities.file_and_folder_operations import load_json
+
+    from nnunet_mae.probing.fit import mean_dice
+    from nnunet_mae.training.probe_checkpoint import CheckpointProbe
+
+    base = args.work / "preprocessed" / DATASET
+    probe = CheckpointProbe(snapshot, plans=load_json(str(base / "nnUNetPlans.json")),
+                            dataset_json=load_json(str(base / "dataset.json")), configuration="3d_fullres",
+                            preprocessed_base=base, device=torch.device("cpu"))
+    network = probe.network(0 if random_init else None)
+    start = time.perf_counter()
+    results = [probe.probe(network, seed, with_train_dice=seed == 0) for seed in range(args.seeds)]
+    seconds = (time.perf_counter() - start) / args.seeds
+    seeds = [r.dice for r in results]
+    meta = {} if random_init else {k: v for k, v in torch.load(snapshot, map_location="cpu", weights_only=True).items()
+                                  if k in ("epoch", "iterations", "train_seconds")}
+    record = {"snapshot": "random init" if random_init else snapshot.name, **meta, "dice_seeds": seeds,
+              "mean_seeds": [mean_dice(d) for d in seeds], "probe_seconds": seconds,
+              "linear_train_dice": results[0].train_dice,
+              **diagnostics(probe, network), "machine": machine_info("cpu")}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1))
+    print(f"{out.parent.name}/{out.name}: mean Dice {record['mean_seeds']}", flush=True)
+
+
+def probe_all(args) -> None:
+    probes = args.work / "probes"
+    first = next((s for r in args.recipes for s in sorted((run_folder(args, r) / "snapshots").glob("*.pth"))), None)
+    if first is not None and not (probes / "random.json").is_file():
+        probe_one(args, first, probes / "random.json", random_init=True)
+    for recipe in args.recipes:
+        for snapshot in sorted((run_folder(args, recipe) / "snapshots").glob("epoch_*.pth")):
+            out = probes / recipe / snapshot.with_suffix(".json").name
+            if not out.is_file():
+                probe_one(args, snapshot, out)
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    env = workspace_environment(args.work)
+    (args.work / "logs").mkdir(parents=True, exist_ok=True)
+    stages = args.stages.split(",")
+    if "pretrain" in stages:
+        prepare_workspace(args.data, args.work, env)
+        pretrain(args, env)
+    if "probe" in stages:
+        os.environ.update({k: env[k] for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results",
+                                               "nnUNet_extTrainer")})
+        probe_all(args)
+    if "report" in stages:
+        from mae_recipe_report import write_report
+        write_report(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

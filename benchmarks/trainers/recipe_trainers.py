@@ -1,0 +1,83 @@
+"""Trainers of benchmarks/mae_recipe.py: MAE pre-training recipes compared by the probe at one CPU budget.
+
+Every recipe: 40 epochs x 100 iterations (the learning-rate schedule fits that budget: 5% warm-up, then poly),
+2 validation iterations, seed 0, and a snapshot of the network every 4 epochs (snapshots/epoch_XXXX.pth, weights
+only) so that other probes can read the same encoders later. Only the attribute named in each class differs.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from nnunet_mae.training.schedules import Schedule
+from nnunet_mae.training.trainers import nnUNetTrainerMAEPretrain
+
+
+class RecipeBudget(Schedule):
+    num_epochs, iterations, val_iterations, png_every = 40, 100, 2, 10
+    snapshot_every = 4
+
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.seed = 0
+        self.probe_every = 0  # the snapshots are probed afterwards, with several seeds (benchmarks/mae_recipe.py)
+
+    def on_epoch_end(self):
+        epoch = self.current_epoch
+        super().on_epoch_end()
+        if self.local_rank == 0 and ((epoch + 1) % self.snapshot_every == 0 or epoch == 0):
+            folder = os.path.join(self.output_folder, "snapshots")
+            os.makedirs(folder, exist_ok=True)
+            torch.save({"network_weights": self.network.state_dict(), "epoch": epoch,
+                        "iterations": (epoch + 1) * self.num_iterations_per_epoch,
+                        "train_seconds": self.training_seconds(), **self.checkpoint_extras()},
+                       os.path.join(folder, f"epoch_{epoch + 1:04d}.pth"))
+
+
+class nnUNetTrainerMAEPretrain_recipe_default(RecipeBudget, nnUNetTrainerMAEPretrain):
+    """The package's recipe (nnssl's): AdamW 3e-4, betas 0.9/0.98, wd 0.05, raw z-scored targets, mask 0.75."""
+
+
+class nnUNetTrainerMAEPretrain_recipe_normpix(RecipeBudget, nnUNetTrainerMAEPretrain):
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.normalize_targets = True
+
+
+class nnUNetTrainerMAEPretrain_recipe_lr1e4(RecipeBudget, nnUNetTrainerMAEPretrain):
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.initial_lr = 1e-4
+
+
+class nnUNetTrainerMAEPretrain_recipe_lr1e3(RecipeBudget, nnUNetTrainerMAEPretrain):
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.initial_lr = 1e-3
+
+
+class nnUNetTrainerMAEPretrain_recipe_mr50(RecipeBudget, nnUNetTrainerMAEPretrain):
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.mask_ratio = 0.5
+
+
+class nnUNetTrainerMAEPretrain_recipe_mr90(RecipeBudget, nnUNetTrainerMAEPretrain):
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.mask_ratio = 0.9
+
+
+class nnUNetTrainerMAEPretrain_recipe_dec8(RecipeBudget, nnUNetTrainerMAEPretrain):
+    """A deeper decoder (MAE paper: 8 blocks; linear probing rises with decoder depth)."""
+
+    mae_decoder_depth, mae_decoder_dim, mae_decoder_heads = 8, 256, 8
+
+
+class nnUNetTrainerMAEPretrain_recipe_long(RecipeBudget, nnUNetTrainerMAEPretrain):
+    """3x the budget (120 epochs), the same recipe."""
+
+    num_epochs = 120
+    snapshot_every = 12
