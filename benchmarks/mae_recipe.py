@@ -36,6 +36,7 @@ def parse(argv):
     parser.add_argument("--recipes", default="default,normpix,dec8,mr90,lr1e4,long")
     parser.add_argument("--stages", default="pretrain,probe,report")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--every", type=int, default=2, help="probe every n-th snapshot (and the last)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--work", type=Path, default=Path("/tmp/nnunet_mae_recipe"))
     parser.add_argument("--out", type=Path, default=HERE.parent / "documentation" / "benchmarks" / "mae_recipe_cpu")
@@ -67,8 +68,9 @@ def pretrain(args, env) -> None:
 
 
 # ----- stage 2 -------------------------------------------------------------------------------------------------------
-def diagnostics(probe, network, seed: int = 0) -> dict:
-    """Second views of one encoder (seed 0 crops): final block alone, MLP head, collapse, 25%-visible gap."""
+def diagnostics(probe, network, seed: int = 0, mlp: bool = True) -> dict:
+    """Second views of one encoder (seed 0 crops): final block alone, MLP head (if `mlp`), collapse, 25%-visible
+    gap."""
     import torch
 
     from nnunet_mae.architectures.mae import gather_tokens
@@ -78,8 +80,11 @@ def diagnostics(probe, network, seed: int = 0) -> dict:
     setup = probe.setup
     final_only = lambda net, x: probe.read(net, x)[-1:]  # noqa: E731
     quick = setup.probe(network, final_only, seed=seed, device=probe.device)
-    mlp_setup = type(setup)(**{**setup.__dict__, "head": "mlp"})
-    mlp = mlp_setup.probe(network, probe.read, seed=seed, device=probe.device)
+    extra = {}
+    if mlp:
+        result = type(setup)(**{**setup.__dict__, "head": "mlp"}).probe(network, probe.read, seed=seed,
+                                                                          device=probe.device, with_train_dice=True)
+        extra = {"mlp_dice": result.dice, "mlp_train_dice": result.train_dice}
     _, val_cases = setup.cases(seed)
     crops = setup.crops(val_cases[:16], 1, seed)
     finals = torch.cat([maps[-1].flatten(2).transpose(1, 2).reshape(-1, maps[-1].shape[1])
@@ -98,13 +103,12 @@ def diagnostics(probe, network, seed: int = 0) -> dict:
                                               generator=torch.Generator().manual_seed(seed))
         visible, _ = encoder.forward_tokens(gather_tokens(tokens, ids_keep))
         cosine = torch.nn.functional.cosine_similarity(visible, gather_tokens(full, ids_keep), dim=-1)
-    return {"final_block_dice": quick.dice, "mlp_dice": mlp.dice, "mlp_train_dice": mlp.train_dice,
-            "effective_rank": effective_rank, "channel_variance": float(centred.var(0).mean()),
+    return {"final_block_dice": quick.dice, **extra, "effective_rank": effective_rank, "channel_variance": float(centred.var(0).mean()),
             "visible_vs_full_cosine": float(cosine.mean()), "feature_dim": int(finals.shape[1]),
             "tokens": int(finals.shape[0])}
 
 
-def probe_one(args, snapshot: Path, out: Path, random_init: bool = False) -> None:
+def probe_one(args, snapshot: Path, out: Path, random_init: bool = False, mlp: bool = False) -> None:
     import torch
     from batchgenerators.utilities.file_and_folder_operations import load_json
 
@@ -125,7 +129,7 @@ def probe_one(args, snapshot: Path, out: Path, random_init: bool = False) -> Non
     record = {"snapshot": "random init" if random_init else snapshot.name, **meta, "dice_seeds": seeds,
               "mean_seeds": [mean_dice(d) for d in seeds], "probe_seconds": seconds,
               "linear_train_dice": results[0].train_dice,
-              **diagnostics(probe, network), "machine": machine_info("cpu")}
+              **diagnostics(probe, network, mlp=mlp), "machine": machine_info("cpu")}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1))
     print(f"{out.parent.name}/{out.name}: mean Dice {record['mean_seeds']}", flush=True)
@@ -135,12 +139,16 @@ def probe_all(args) -> None:
     probes = args.work / "probes"
     first = next((s for r in args.recipes for s in sorted((run_folder(args, r) / "snapshots").glob("*.pth"))), None)
     if first is not None and not (probes / "random.json").is_file():
-        probe_one(args, first, probes / "random.json", random_init=True)
+        probe_one(args, first, probes / "random.json", random_init=True, mlp=True)
     for recipe in args.recipes:
-        for snapshot in sorted((run_folder(args, recipe) / "snapshots").glob("epoch_*.pth")):
+        snapshots = sorted((run_folder(args, recipe) / "snapshots").glob("epoch_*.pth"))
+        chosen = snapshots[::args.every] + ([snapshots[-1]] if snapshots and len(snapshots) % args.every != 1
+                                           and args.every > 1 else [])
+        final = (run_folder(args, recipe) / "checkpoint_final.pth").is_file()
+        for snapshot in dict.fromkeys(chosen):
             out = probes / recipe / snapshot.with_suffix(".json").name
             if not out.is_file():
-                probe_one(args, snapshot, out)
+                probe_one(args, snapshot, out, mlp=final and snapshot == snapshots[-1])
 
 
 def main(argv=None) -> int:

@@ -42,6 +42,9 @@ class ViTSegmentationNetwork(nn.Module):
                  mlp_ratio: float = 4.0, drop_path_rate: float = 0.0, pos_embed: PosEmbedType = "learned",
                  decoder: DecoderType = "unetr", decoder_feature_size: int = 16) -> None:
         super().__init__()
+        # the encoder's keys, declared as dynamic-network-architectures' networks declare theirs
+        self.key_to_encoder, self.key_to_stem, self.key_to_lpe = "encoder", "encoder.patch_embed", "encoder.pos_embed"
+        self.keys_to_in_proj = ("encoder.patch_embed",)
         self.encoder = ViTEncoder(input_channels=input_channels, input_shape=input_shape, token_size=token_size,
                                   embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
                                   drop_path_rate=drop_path_rate, pos_embed=pos_embed)

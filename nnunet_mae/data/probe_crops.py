@@ -2,7 +2,8 @@
 
 Crops come from nnU-Net's preprocessed cases (its dataset classes read them), at the training patch size. Crop k of a
 case is centred on a voxel drawn with a generator seeded by (seed, case, k): a labelled (foreground) voxel for even
-k, any voxel for odd k, as nnU-Net's loader oversamples foreground. Parts of a crop outside the case are zero in the
+k, any voxel for odd k, as nnU-Net's loader oversamples foreground. For a 2D configuration (a 2D patch of 3D cases,
+as nnU-Net's 2d loader) the crop is taken from the slice through that voxel. Parts of a crop outside the case are zero in the
 image and IGNORE in the labels. Labels become class indices 0..K-1 in the order of `label_values`; nnU-Net's -1
 (outside the normalisation mask) counts as background, its ignore label as IGNORE.
 """
@@ -66,7 +67,11 @@ def labelled_crops(dataset, identifiers: Sequence[str], patch: Sequence[int], *,
         seg = np.asarray(seg[0])
         for k in range(crops_per_case):
             rng = np.random.default_rng([seed, case_index, k])
-            image, label = crop_case(data, seg, _centre(seg, rng, foreground=k % 2 == 0), patch)
+            centre = _centre(seg, rng, foreground=k % 2 == 0)
+            if len(patch) == seg.ndim - 1:  # 2d configuration: the slice through the centre
+                image, label = crop_case(data[:, centre[0]], seg[centre[0]], centre[1:], patch)
+            else:
+                image, label = crop_case(data, seg, centre, patch)
             classes = np.full(label.shape, IGNORE, dtype=np.int16)
             for value in np.unique(label):
                 if value != -2:

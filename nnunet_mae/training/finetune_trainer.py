@@ -19,8 +19,6 @@ from nnunetv2.paths import nnUNet_results
 
 from nnunet_mae.data.dataset_json import channel_names
 from nnunet_mae.training.distributed import unwrap_network
-from nnunet_mae.training.backbones import PrimusV3SBackbone
-from nnunet_mae.training.schedules import BF16, FP32, Epochs5, Epochs50, Epochs250, Smoke
 from nnunet_mae.training.vit_trainer import nnUNetTrainerViT
 from nnunet_mae.transfer.checkpoint_io import load_checkpoint_file
 from nnunet_mae.transfer.locate import PRETRAINED_ENV, locate_pretrained_checkpoint, pretraining_results_folder
@@ -30,6 +28,7 @@ from nnunet_mae.transfer.metadata import TransferMetadata
 
 class nnUNetTrainerMAEFinetune(nnUNetTrainerViT):
     pretrain_trainer_name: str = "nnUNetTrainerMAEPretrain"
+    trainer_kind = "finetuning"
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -62,7 +61,8 @@ class nnUNetTrainerMAEFinetune(nnUNetTrainerViT):
         checkpoint = load_checkpoint_file(path)
         metadata = TransferMetadata.from_checkpoint(checkpoint, path, self.pretrain_trainer_name)
         own = self.transfer_metadata()
-        metadata.check_fits(own, self.backbone_family().encoder_settings, path, self.pretraining_command())
+        family = self.backbone_family()
+        metadata.check_fits(own, family.encoder_settings, path, self.pretraining_command(), family.mismatch_fix)
         report = transfer_encoder_weights(checkpoint["network_weights"], unwrap_network(self.network),
                                           source_grid=metadata.token_grid, target_grid=own.token_grid,
                                           image_channels=len(channel_names(self.dataset_json)))
@@ -94,56 +94,7 @@ class nnUNetTrainerMAEFinetune(nnUNetTrainerViT):
                                f"explicitly): the automatic search for a pre-trained encoder is skipped{ignored}.")
 
 
-class nnUNetTrainerMAEFinetune_smoke(Smoke, nnUNetTrainerMAEFinetune):
-    """Starts from the encoder of the matching _smoke pre-training."""
-
-    pretrain_trainer_name = "nnUNetTrainerMAEPretrain_smoke"
-
-
-class nnUNetTrainerMAEFinetune_5epochs(Epochs5, nnUNetTrainerMAEFinetune):
-    pass
-
-
-class nnUNetTrainerMAEFinetune_50epochs(Epochs50, nnUNetTrainerMAEFinetune):
-    pass
-
-
-class nnUNetTrainerMAEFinetune_250epochs(Epochs250, nnUNetTrainerMAEFinetune):
-    pass
-
-
-class nnUNetTrainerMAEFinetune_fp32(FP32, nnUNetTrainerMAEFinetune):
-    pass
-
-
-class nnUNetTrainerMAEFinetune_bf16(BF16, nnUNetTrainerMAEFinetune):
-    pass
-
-
 class nnUNetTrainerMAEFinetune_patchdec(nnUNetTrainerMAEFinetune):
     """The pre-trained encoder with the light patch decoder (as nnUNetTrainerViT_patchdec) instead of UNETR's."""
 
     decoder = "patch"
-
-
-class nnUNetTrainerMAEFinetune_PrimusV3S(PrimusV3SBackbone, nnUNetTrainerMAEFinetune):
-    """nnU-Net's PrimusV3-S network (predicts with nnUNet_PrimusV3S_Trainer too), started from the encoder of
-    nnUNetTrainerMAEPretrain_PrimusV3S: stem + Eva blocks loaded, layer-wise LR decay over the Eva blocks."""
-
-    pretrain_trainer_name = "nnUNetTrainerMAEPretrain_PrimusV3S"
-
-
-class nnUNetTrainerMAEFinetune_PrimusV3B(nnUNetTrainerMAEFinetune_PrimusV3S):
-    primus_size, pretrain_trainer_name = "B", "nnUNetTrainerMAEPretrain_PrimusV3B"
-
-
-class nnUNetTrainerMAEFinetune_PrimusV3M(nnUNetTrainerMAEFinetune_PrimusV3S):
-    primus_size, pretrain_trainer_name = "M", "nnUNetTrainerMAEPretrain_PrimusV3M"
-
-
-class nnUNetTrainerMAEFinetune_PrimusV3L(nnUNetTrainerMAEFinetune_PrimusV3S):
-    primus_size, pretrain_trainer_name = "L", "nnUNetTrainerMAEPretrain_PrimusV3L"
-
-
-class nnUNetTrainerMAEFinetune_PrimusV3S_smoke(Smoke, nnUNetTrainerMAEFinetune_PrimusV3S):
-    pretrain_trainer_name = "nnUNetTrainerMAEPretrain_PrimusV3S_smoke"

@@ -34,7 +34,7 @@ from nnunet_mae.masking.grid_masking import grid_token_mask, hierarchical_ratios
 from nnunet_mae.training.distributed import mean_over_ranks, unwrap_network
 from nnunet_mae.training.finetune_trainer import nnUNetTrainerMAEFinetune
 from nnunet_mae.training.pretrain_trainer import PretrainingTrainer
-from nnunet_mae.training.schedules import BF16, FP32, Epochs5, Epochs50, Epochs250, Smoke
+from nnunet_mae.backbones import backbones_for
 
 
 class nnUNetTrainerGMIMPretrain(PretrainingTrainer):
@@ -59,9 +59,10 @@ class nnUNetTrainerGMIMPretrain(PretrainingTrainer):
     def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
                                    num_input_channels: int, num_output_channels: int,
                                    enable_deep_supervision: bool = True) -> nn.Module:
-        if cls.backbone != "vit":
-            raise ValueError(f"{cls.__name__}: GMIM pre-trains the ViT only (backbone = 'vit'), not {cls.backbone!r}. "
-                             f"For PrimusV3 use MAE: nnUNetTrainerMAEPretrain_PrimusV3S.")
+        if "gmim" not in cls.backbone_family().methods:
+            raise ValueError(f"{cls.__name__}: GMIM pre-trains the {', '.join(f.name for f in backbones_for(method='gmim'))} "
+                             f"backbone only, not {cls.backbone!r}. Use MAE for it: nnUNetTrainerMAEPretrain_<backbone> "
+                             f"(e.g. nnUNetTrainerMAEPretrain_PrimusV3S, nnUNetTrainerMAEPretrain_CNN).")
         return GMIMPretrainingNetwork(
             **cls.network_kwargs(configuration_manager, num_input_channels, num_output_channels),
             mae_decoder_dim=cls.mae_decoder_dim, mae_decoder_depth=cls.mae_decoder_depth,
@@ -146,51 +147,5 @@ class nnUNetTrainerGMIMPretrain(PretrainingTrainer):
         super().on_train_epoch_end(train_outputs)
 
 
-class nnUNetTrainerGMIMPretrain_smoke(Smoke, nnUNetTrainerGMIMPretrain):
-    pass
-
-
-class nnUNetTrainerGMIMPretrain_50epochs(Epochs50, nnUNetTrainerGMIMPretrain):
-    pass
-
-
-class nnUNetTrainerGMIMPretrain_250epochs(Epochs250, nnUNetTrainerGMIMPretrain):
-    pass
-
-
-class nnUNetTrainerGMIMPretrain_fp32(FP32, nnUNetTrainerGMIMPretrain):
-    pass
-
-
-class nnUNetTrainerGMIMPretrain_bf16(BF16, nnUNetTrainerGMIMPretrain):
-    pass
-
-
 class nnUNetTrainerGMIMFinetune(nnUNetTrainerMAEFinetune):
     pretrain_trainer_name: str = "nnUNetTrainerGMIMPretrain"
-
-
-class nnUNetTrainerGMIMFinetune_smoke(Smoke, nnUNetTrainerGMIMFinetune):
-    """Starts from the encoder of the matching _smoke pre-training."""
-
-    pretrain_trainer_name = "nnUNetTrainerGMIMPretrain_smoke"
-
-
-class nnUNetTrainerGMIMFinetune_5epochs(Epochs5, nnUNetTrainerGMIMFinetune):
-    pass
-
-
-class nnUNetTrainerGMIMFinetune_50epochs(Epochs50, nnUNetTrainerGMIMFinetune):
-    pass
-
-
-class nnUNetTrainerGMIMFinetune_250epochs(Epochs250, nnUNetTrainerGMIMFinetune):
-    pass
-
-
-class nnUNetTrainerGMIMFinetune_fp32(FP32, nnUNetTrainerGMIMFinetune):
-    pass
-
-
-class nnUNetTrainerGMIMFinetune_bf16(BF16, nnUNetTrainerGMIMFinetune):
-    pass

@@ -1,9 +1,10 @@
 """`nnUNetTrainerMAEPretrain`: MAE self-pre-training on the dataset's own preprocessed images (and unlabeled ones).
 
-What is MAE's own: random masking of `mask_ratio` (75%) of the tokens, the backbone's MAE network (the encoder sees
-the visible tokens only, a light decoder reconstructs the masked ones), the loss on the masked tokens. Data,
-validation, best checkpoint, reconstruction PNGs and the pre-flight transfer check come from `PretrainingTrainer`
-(pretrain_trainer.py), shared with GMIM.
+What is MAE's own: random masking of `mask_ratio` (75%) of the tokens (for the CNN: of the blocks of its token
+size), the backbone's MAE network and forward (ViT, PrimusV3: the encoder sees the visible tokens only, a light
+decoder reconstructs the masked ones; CNN: masked blocks zeroed, the U-Net reconstructs), the loss on the masked
+tokens. Data, validation, best checkpoint, the probe, reconstruction PNGs and the pre-flight transfer check come from
+`PretrainingTrainer` (pretrain_trainer.py), shared with GMIM.
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ from torch import nn
 from nnunet_mae.architectures.tokens import patchify, token_grid
 from nnunet_mae.losses.reconstruction import masked_reconstruction_loss
 from nnunet_mae.masking.random_masking import random_token_masking
-from nnunet_mae.training.backbones import PrimusV3SBackbone
 from nnunet_mae.training.pretrain_trainer import PretrainingTrainer
-from nnunet_mae.training.schedules import BF16, FP32, Epochs50, Epochs250, Smoke
 
 
 class nnUNetTrainerMAEPretrain(PretrainingTrainer):
@@ -39,37 +38,17 @@ class nnUNetTrainerMAEPretrain(PretrainingTrainer):
     def mask_and_reconstruct(self, data: torch.Tensor, generator: torch.Generator | None = None
                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns predictions (B, L, P), target tokens (B, L, P) and the mask (B, L), 1 = masked."""
-        token = self.token_size_for(data.ndim - 2)
+        token = self.token_size_for(self.configuration_manager)
         num_tokens = int(np.prod(token_grid(data.shape[2:], token)))
         ids_keep, ids_restore, mask = random_token_masking(data.shape[0], num_tokens, self.mask_ratio,
                                                            device=data.device,
                                                            generator=self.training_generator(generator))
-        pred = self.network(data, ids_keep, ids_restore)
+        pred = self.backbone_family().mae_forward(self.network, data, ids_keep, ids_restore, mask, token)
         return pred, patchify(data, token), mask
 
     def compute_loss(self, data: torch.Tensor, target=None, generator: torch.Generator | None = None) -> torch.Tensor:
         pred, target_tokens, mask = self.mask_and_reconstruct(data, generator)
         return masked_reconstruction_loss(pred, target_tokens, mask, self.normalize_targets)
-
-
-class nnUNetTrainerMAEPretrain_smoke(Smoke, nnUNetTrainerMAEPretrain):
-    pass
-
-
-class nnUNetTrainerMAEPretrain_50epochs(Epochs50, nnUNetTrainerMAEPretrain):
-    pass
-
-
-class nnUNetTrainerMAEPretrain_250epochs(Epochs250, nnUNetTrainerMAEPretrain):
-    pass
-
-
-class nnUNetTrainerMAEPretrain_fp32(FP32, nnUNetTrainerMAEPretrain):
-    pass
-
-
-class nnUNetTrainerMAEPretrain_bf16(BF16, nnUNetTrainerMAEPretrain):
-    pass
 
 
 class nnUNetTrainerMAEPretrain_normpix(nnUNetTrainerMAEPretrain):
@@ -78,27 +57,3 @@ class nnUNetTrainerMAEPretrain_normpix(nnUNetTrainerMAEPretrain):
     def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.normalize_targets = True
-
-
-class nnUNetTrainerMAEPretrain_PrimusV3S(PrimusV3SBackbone, nnUNetTrainerMAEPretrain):
-    """MAE pre-training of nnU-Net's PrimusV3-S: its checkpoint loads into nnUNet_PrimusV3S_Trainer with
-    `-pretrained_weights` (nnU-Net's strict loader) or into nnUNetTrainerMAEFinetune_PrimusV3S automatically."""
-
-    drop_path_rate = 0.0  # as the ViT's MAE pre-training; fine-tuning uses PrimusV3's 0.2
-    finetune_trainer_name = "nnUNetTrainerMAEFinetune_PrimusV3S"
-
-
-class nnUNetTrainerMAEPretrain_PrimusV3B(nnUNetTrainerMAEPretrain_PrimusV3S):
-    primus_size, finetune_trainer_name = "B", "nnUNetTrainerMAEFinetune_PrimusV3B"
-
-
-class nnUNetTrainerMAEPretrain_PrimusV3M(nnUNetTrainerMAEPretrain_PrimusV3S):
-    primus_size, finetune_trainer_name = "M", "nnUNetTrainerMAEFinetune_PrimusV3M"
-
-
-class nnUNetTrainerMAEPretrain_PrimusV3L(nnUNetTrainerMAEPretrain_PrimusV3S):
-    primus_size, finetune_trainer_name = "L", "nnUNetTrainerMAEFinetune_PrimusV3L"
-
-
-class nnUNetTrainerMAEPretrain_PrimusV3S_smoke(Smoke, nnUNetTrainerMAEPretrain_PrimusV3S):
-    finetune_trainer_name = "nnUNetTrainerMAEFinetune_PrimusV3S_smoke"

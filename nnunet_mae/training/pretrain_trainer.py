@@ -50,6 +50,7 @@ class PretrainingTrainer(ProbeDuringPretraining, nnUNetTrainerViT):
     """Abstract: not a trainer to run (nnU-Net would not find it by an nnUNetTrainer* name either)."""
 
     drop_path_rate = 0.0
+    trainer_kind = "pretraining"
     mae_decoder_dim: int = 192
     mae_decoder_depth: int = 2
     mae_decoder_heads: int = 6
@@ -76,6 +77,7 @@ class PretrainingTrainer(ProbeDuringPretraining, nnUNetTrainerViT):
         self.mask_generator: torch.Generator | None = None  # re-seeded every epoch (training/seeding.py)
         self._mask_base_seed = fresh_seed()  # drawn per process, used when `seed` is None
         self._warned_constant = False
+        self.best_reconstruction_loss: float | None = None  # the lowest moving-average validation loss so far
         self.init_probe()  # the probe's settings (training/encoder_probe.py)
 
     @staticmethod
@@ -131,10 +133,15 @@ class PretrainingTrainer(ProbeDuringPretraining, nnUNetTrainerViT):
         if self.current_epoch == 0 and self.probe_every > 0 and self.probe_history.baseline is None:
             self.probe_now(-1)
 
+    def finetune_trainer_class(self):
+        if getattr(self, "_finetune_class", None) is None:
+            self._finetune_class = recursive_find_trainer_class_by_name(self.finetune_trainer_name)
+        return self._finetune_class
+
     def encoder_in_finetuning_network(self) -> nn.Module:
         """The segmentation network of `finetune_trainer_name` (built once) holding a copy of the current encoder,
         as fine-tuning will start; raises a TransferError naming what does not fit."""
-        finetune_class = recursive_find_trainer_class_by_name(self.finetune_trainer_name)
+        finetune_class = self.finetune_trainer_class()
         if self._probe_network is None:
             self._probe_network = finetune_class.build_network_architecture(
                 self.plans_manager, self.configuration_manager, self.num_input_channels,
@@ -235,17 +242,21 @@ class PretrainingTrainer(ProbeDuringPretraining, nnUNetTrainerViT):
         self.current_epoch += 1
 
     def checkpoint_extras(self) -> dict:
-        return {**super().checkpoint_extras(), "probe": self.probe_history.to_dict()}
+        return {**super().checkpoint_extras(), "probe": self.probe_history.to_dict(),
+                "best_reconstruction_loss": self.best_reconstruction_loss}
 
     def restore_checkpoint_extras(self, checkpoint: dict) -> None:
         super().restore_checkpoint_extras(checkpoint)
         self.probe_history = ProbeHistory.from_dict(checkpoint.get("probe"))
+        self.best_reconstruction_loss = checkpoint.get("best_reconstruction_loss")
 
     def is_new_best(self, ema: float, probe) -> bool:
         """checkpoint_best: the lowest moving-average reconstruction loss, or with best_checkpoint_by = "probe" the
-        highest mean probe Dice (on the fold-0 validation cases). `_best_ema` holds the best loss in either case."""
-        if self._best_ema is None or ema < self._best_ema:
-            self._best_ema = ema
+        highest mean probe Dice (on the fold-0 validation cases). nnU-Net's `_best_ema` (the best pseudo Dice) stays
+        unused: pre-training has no Dice; `best_reconstruction_loss` and the probe history are kept in the checkpoint
+        instead."""
+        if self.best_reconstruction_loss is None or ema < self.best_reconstruction_loss:
+            self.best_reconstruction_loss = ema
             self.print_to_log_file(f"New best moving-average reconstruction loss: {np.round(ema, 4)}")
             if self.best_checkpoint_by == "reconstruction":
                 return True
@@ -268,7 +279,7 @@ class PretrainingTrainer(ProbeDuringPretraining, nnUNetTrainerViT):
         pred = pred.float()
         if self.normalize_targets:  # undo the per-token normalisation for display
             pred = pred * (target_tokens.var(-1, keepdim=True) + 1e-6).sqrt() + target_tokens.mean(-1, keepdim=True)
-        token, channels = self.token_size_for(data.ndim - 2), data.shape[1]
+        token, channels = self.token_size_for(self.configuration_manager), data.shape[1]
         grid = token_grid(data.shape[2:], token)
         m = mask.unsqueeze(-1)
         masked = unpatchify(target_tokens * (1 - m) + target_tokens.min() * m, token, grid, channels)

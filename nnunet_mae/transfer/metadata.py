@@ -7,6 +7,7 @@ Stored as a plain dict (format_version 1), so checkpoints stay readable with `we
 
 from __future__ import annotations
 
+import json
 from dataclasses import MISSING, asdict, dataclass, field
 from typing import Mapping, Sequence
 
@@ -80,8 +81,8 @@ class TransferMetadata:
         return (f"pre-trained by {self.trainer_name} on {self.dataset_name} {self.configuration}, patch "
                 f"{self.patch_size}")
 
-    def check_fits(self, own: "TransferMetadata", encoder_settings: Sequence[str], path, pretrain_command: str
-                   ) -> None:
+    def check_fits(self, own: "TransferMetadata", encoder_settings: Sequence[str], path, pretrain_command: str,
+                   fix: str = "Pre-train again with the fine-tuning trainer's settings.") -> None:
         """Raise a TransferError saying what differs and what to do when this (pre-trained) encoder cannot be
         loaded into the network `own` describes: dimensionality, backbone, then the backbone's `encoder_settings`."""
         theirs_ndim, own_ndim = self.spatial_dims, own.spatial_dims
@@ -97,11 +98,24 @@ class TransferMetadata:
                 f"nnUNetTrainerMAEFinetune for a ViT, nnUNetTrainerMAEFinetune_PrimusV3S for PrimusV3-S).")
         theirs_kwargs, own_kwargs = self.network_kwargs, own.network_kwargs
         differing = [k for k in encoder_settings if k in theirs_kwargs and
-                     tuple(np.atleast_1d(theirs_kwargs[k])) != tuple(np.atleast_1d(own_kwargs[k]))]
+                     not _same(theirs_kwargs[k], own_kwargs.get(k))]
         if differing:
-            theirs = ", ".join(f"{k} {theirs_kwargs[k]}" for k in differing)
-            ours = ", ".join(f"{k} {own_kwargs[k]}" for k in differing)
+            theirs = ", ".join(f"{k} {_short(theirs_kwargs[k])}" for k in differing)
+            ours = ", ".join(f"{k} {_short(own_kwargs.get(k))}" for k in differing)
             raise TransferError(
-                f"{path} was pre-trained by {self.trainer_name} with {theirs}; {own.trainer_name} builds {ours}. "
-                f"Fine-tune with a trainer of the same size and token size (class attributes vit_preset / "
-                f"primus_size / token_size, e.g. a subclass with vit_preset = 'T'), or pre-train again with this size.")
+                f"{path} was pre-trained by {self.trainer_name} with {theirs}; {own.trainer_name} builds {ours}. {fix}")
+
+
+def _same(a, b) -> bool:
+    """Equal settings: numbers and (nested) sequences of numbers as arrays (a token size stored as a list equals
+    the tuple), anything else (names, dicts of network arguments) as JSON."""
+    try:
+        x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+        return x.shape == y.shape and bool(np.all(x == y))
+    except (TypeError, ValueError):
+        return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+
+def _short(value, limit: int = 200) -> str:
+    text = json.dumps(value, sort_keys=True, default=str) if isinstance(value, (dict, list)) else str(value)
+    return text if len(text) <= limit else text[:limit] + " ..."

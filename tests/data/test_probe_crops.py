@@ -58,3 +58,14 @@ def test_ignore_label_and_unlisted_labels():
     assert (crops.labels[0] == 1).sum() == (seg == 1).sum()
     with pytest.raises(ValueError, match="label 3, which dataset.json does not list"):
         labelled_crops(dataset, ["a"], (10, 12, 8), seed=0, label_values=[0, 1])
+
+
+def test_2d_patches_come_from_the_slice_through_the_centre():
+    shape = (30, 20, 20)
+    seg = np.zeros((1, *shape), np.int16)
+    seg[0, 17, 4, 9] = 1
+    data = np.arange(np.prod(shape), dtype=np.float32).reshape(1, *shape)
+    crops = labelled_crops(FakeDataset({"a": (data, seg)}), ["a"], (6, 6), crops_per_case=1, seed=0,
+                           label_values=[0, 1])
+    assert crops.images.shape == (1, 1, 6, 6) and crops.labels[0, 3, 3] == 1
+    assert crops.images[0, 0, 3, 3] == data[0, 17, 4, 9]

@@ -82,7 +82,7 @@ def test_pretrained_checkpoint_of_another_size(tmp_path, monkeypatch):
     path = pretrained_file(tmp_path, monkeypatch, nnUNetTrainerMAEPretrain_T)
     trainer = finetuner(tmp_path, monkeypatch, path)
     before = trainer.network.encoder.blocks[0].attn.qkv.weight.clone()
-    with pytest.raises(TransferError, match="pre-trained by nnUNetTrainerMAEPretrain_T with embed_dim 192.*same size and token size"):
+    with pytest.raises(TransferError, match="pre-trained by nnUNetTrainerMAEPretrain_T with embed_dim 192.*same ViT size and token size"):
         trainer.load_pretrained_encoder()
     assert torch.equal(before, trainer.network.encoder.blocks[0].attn.qkv.weight)  # nothing half-loaded
 

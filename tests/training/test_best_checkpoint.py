@@ -22,9 +22,11 @@ def _log_epoch(trainer, epoch, dice=None, val_loss=1.0):
         log("mean_fg_dice", dice, epoch)
 
 
-@pytest.mark.parametrize("trainer_class, values", [(nnUNetTrainerViT, {"dice": 0.7}),
-                                                   (nnUNetTrainerMAEPretrain, {"val_loss": 0.4})])
-def test_latest_and_best_agree_on_the_best_value_in_a_new_best_epoch(trainer_class, values, tmp_path, monkeypatch):
+@pytest.mark.parametrize("trainer_class, values, key", [(nnUNetTrainerViT, {"dice": 0.7}, "_best_ema"),
+                                                        (nnUNetTrainerMAEPretrain, {"val_loss": 0.4},
+                                                         "best_reconstruction_loss")])
+def test_latest_and_best_agree_on_the_best_value_in_a_new_best_epoch(trainer_class, values, key, tmp_path,
+                                                                     monkeypatch):
     trainer = tiny_trainer(trainer_class, tmp_path, monkeypatch, fold=0)
     trainer.initialize()
     trainer.save_every, trainer.num_epochs = 1, 10
@@ -32,8 +34,8 @@ def test_latest_and_best_agree_on_the_best_value_in_a_new_best_epoch(trainer_cla
     trainer.on_epoch_end()  # epoch 0: always a new best; nnU-Net writes latest first, then best
     latest = safe_torch_load(f"{trainer.output_folder}/checkpoint_latest.pth")
     best = safe_torch_load(f"{trainer.output_folder}/checkpoint_best.pth")
-    assert best["_best_ema"] is not None
-    assert latest["_best_ema"] == best["_best_ema"] == trainer._best_ema
+    assert best[key] is not None
+    assert latest[key] == best[key] == getattr(trainer, key)
     assert latest["current_epoch"] == best["current_epoch"] == 1
 
 
@@ -91,6 +93,7 @@ def test_pretraining_epoch_end_takes_nnunets_steps_for_a_loss(tmp_path, monkeypa
         trainer = tiny_trainer(trainer_class, tmp_path / trainer_class.__name__, monkeypatch, fold=0)
         trainer.initialize()
         trainer.save_every, trainer.num_epochs = 3, len(dice)
+        trainer.probe_every = 0  # no labelled data here; the probe's own tests are in test_probe_trainer.py
         runs[trainer_class] = (_checkpoints_written(trainer, values), trainer.current_epoch, trainer.output_folder)
     (nnunet_written, nnunet_epoch, nnunet_folder), (ours_written, ours_epoch, ours_folder) = runs.values()
     # within an epoch the order may differ: pre-training writes best before latest, so that latest carries the new

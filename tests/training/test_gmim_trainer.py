@@ -136,7 +136,7 @@ def test_metadata_and_encoder_fits_finetuning(trainer):
     assert meta == {"type": "gmim", "base_ratio": 0.5, "spread": 0.3, "hierarchical_probability": 0.3,
                     "hierarchical_ratios": [0.25, 0.125, 0.0625], "remask_after_blocks": [2, 5, 8],
                     "siamese_weight": 0.005, "off_diagonal_weight": 0.005, "normalize_targets": False}
-    trainer.check_encoder_fits_finetuning()  # raises if the GMIM encoder does not load into the fine-tuning net
+    trainer.encoder_in_finetuning_network()  # raises if the GMIM encoder does not load into the fine-tuning net
 
 
 def test_intensity_view_is_seeded_per_sample_and_keeps_shape():

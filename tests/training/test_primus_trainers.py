@@ -89,7 +89,7 @@ def test_gmim_says_it_is_vit_only():
     class GMIMOnPrimus(nnUNetTrainerGMIMPretrain):
         backbone = "primusv3"
 
-    with pytest.raises(ValueError, match="GMIM pre-trains the ViT only.*nnUNetTrainerMAEPretrain_PrimusV3S"):
+    with pytest.raises(ValueError, match="GMIM pre-trains the vit backbone only.*nnUNetTrainerMAEPretrain_PrimusV3S"):
         GMIMOnPrimus.build_network_architecture(None, configuration(), 1, 3, False)
 
 
@@ -105,4 +105,5 @@ def test_larger_primus_trainers_build_nnunets_networks_and_pair_up(size):
     assert pretrain.drop_path_rate == 0.0 and finetune.drop_path_rate == 0.2
     kwargs = finetune.network_kwargs(configuration(), 1, 3)
     assert kwargs["primus_size"] == size and kwargs["token_size"] == (8, 8, 8)
-    assert finetune.backbone_family().SIZES[size][0] is getattr(primus, f"PrimusV3{size}")
+    from nnunet_mae.backbones.primusv3 import SIZES
+    assert SIZES[size][0] is getattr(primus, f"PrimusV3{size}")
