@@ -59,6 +59,15 @@ def test_sigkill_then_c_resumes_where_it_stopped(workspace, mae_pretrained, trai
     for key in ("train_losses", "val_losses", "lrs", "epoch_start_timestamps"):  # logs of the killed run kept
         assert final["logging"][key][:KILLED_IN_EPOCH] == killed["logging"][key][:KILLED_IN_EPOCH], key
         assert len(final["logging"][key]) == EPOCHS, key
+    if "Pretrain" in trainer:  # the probe: the baseline before the first step, then one per epoch, kept by --c
+        epochs = [r["epoch"] for r in final["probe"]["records"]]
+        assert epochs == list(range(-1, EPOCHS))
+        assert final["probe"]["records"][:KILLED_IN_EPOCH + 1] == killed["probe"]["records"]
+        assert final["probe"]["noise"] == killed["probe"]["noise"] is not None
+        assert "random-init baseline" not in result.stdout and "Probe Dice (after epoch 2)" in result.stdout
+        first_log = min(folder.glob("training_log_*.txt"), key=lambda f: f.stat().st_mtime).read_text()  # killed run
+        epoch_0 = re.search(r": Epoch 0\s*$", first_log, re.M)  # nnU-Net's log lines end in a space
+        assert epoch_0 and first_log.index("random-init baseline, before the first step") < epoch_0.start()
     # learning rate of the resumed epoch = the schedule at that epoch (highest-rate group is logged)
     expected_lr = warmup_poly_lr(KILLED_IN_EPOCH, initial_lr=3e-4, num_epochs=EPOCHS, warmup_epochs=0.05 * EPOCHS)
     assert final["logging"]["lrs"][KILLED_IN_EPOCH] == pytest.approx(expected_lr)

@@ -39,3 +39,9 @@ def backbones_for(ndim: int | None = None, method: str | None = None) -> list:
     """The families that build `ndim`-D networks and support pre-training `method` (either may be None)."""
     return [f for f in BACKBONES.values()
             if (ndim is None or ndim in f.spatial_dims) and (method is None or method in f.methods)]
+
+
+def finetuning_trainer_names(name: str) -> list[str]:
+    """The MAE fine-tuning trainers of backbone `name` (the base names, without schedule or precision)."""
+    return [f"nnUNetTrainerMAEFinetune{'_' + suffix if suffix else ''}"
+            for suffix in backbone_named(name).variants("finetuning")]

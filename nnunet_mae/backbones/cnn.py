@@ -34,8 +34,9 @@ class CNN:
     spatial_dims = (2, 3)
     methods = ("mae",)
     encoder_settings = ("network_class", "encoder_arch")
-    mismatch_fix = ("Pre-train and fine-tune with the same plans (nnUNetv2_train ... -p PLANS for both, e.g. "
-                    "-p nnUNetResEncUNetMPlans), or pre-train again with the fine-tuning's plans.")
+    mismatch_fix = ("Pre-training and fine-tuning need the same plans (nnUNetv2_train ... -p PLANS for both): "
+                    "fine-tune with the plans it was pre-trained with, or pre-train with these plans: "
+                    "`{pretrain_command}`.")
 
     @staticmethod
     def variants(kind: str) -> dict[str, dict]:

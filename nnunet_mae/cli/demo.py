@@ -144,7 +144,7 @@ def run_demo(out: Path, budget_name: str, seed: int = 0) -> int:
 
     device = _device()
     settings = subprocess_environment(out, out / "trainers", device)
-    demo = Demo(out=out, env=dict(os.environ, PYTHONUNBUFFERED="1", **settings), num_stages=11)
+    demo = Demo(out=out, env=dict(os.environ, PYTHONUNBUFFERED="1", **settings), num_stages=12)
     precision = choose_precision("auto", device)  # what the trainers will choose; each logs it at its start
     hardware = torch_device_name(device)
     print(f"nnunet_mae demo (budget {budget_name!r}, seed {seed}, device {device}: {hardware}) in {out}\n"
@@ -153,14 +153,16 @@ def run_demo(out: Path, budget_name: str, seed: int = 0) -> int:
     unlabeled = write_inputs(demo, budget_name, seed)
     preds = run_nnunet_stages(demo, BUDGETS[budget_name], unlabeled, device)
     dice = {name: read_dice(folder / "summary.json") for name, folder in reversed(preds.items())}
+    probe = probe_encoders(demo, device)
     png = summary_picture(demo, preds, dice)
     script = write_commands(demo, settings)
     (out / "demo_results.json").write_text(json.dumps({"budget": budget_name, "seed": seed, "device": device,
                                                        "hardware": hardware,
                                                        "precision": precision.describe(), "dice": dice,
-                                                       "seconds": demo.times}, indent=2))
+                                                       "probe": probe, "seconds": demo.times}, indent=2))
     print("\n" + format_table(dice, demo.times))
     print("\n" + gain_line(dice, budget_name))
+    print("\n" + probe_line(probe))
     print_where_everything_is(demo, png, script)
     return 0
 
@@ -217,8 +219,37 @@ def run_nnunet_stages(demo: Demo, b: Budget, unlabeled: Path, device: str) -> di
     return preds
 
 
+PROBE_SEEDS = 3
+
+
+def probe_encoders(demo: Demo, device: str) -> dict:
+    """Stage 11: `nnunet_mae probe` of the pre-trained encoder and of a random one of the same shape (3 seeds):
+    what pre-training learned, read by a linear head on the frozen features (documentation/reference.md)."""
+    checkpoint = pretraining_results_folder(demo.out / "nnUNet_results", DATASET, PRETRAIN, "nnUNetPlans",
+                                            CONFIGURATION) / "checkpoint_final.pth"
+    table = demo.out / "probe.json"
+    demo.run(f"probe the pre-trained and a random encoder ({PROBE_SEEDS} seeds)", "probe",
+             ["nnunet_mae", "probe", "-d", str(DATASET_ID), "-c", CONFIGURATION, "-i", str(checkpoint), "--random",
+              "--seeds", str(PROBE_SEEDS), "--device", device, "--json", str(table)])
+    pretrained, random = json.loads(table.read_text())
+    return {name: {"mean": row["mean"], "spread": row["spread"], "seeds": [sum(d) / len(d) for d in row["seeds"]]}
+            for name, row in (("random", random), ("pretrained", pretrained))}
+
+
+def probe_line(probe: dict) -> str:
+    gain = probe["pretrained"]["mean"] - probe["random"]["mean"]
+    spread = max(probe["pretrained"]["spread"], probe["random"]["spread"])
+    verdict = ("above the probe's spread: the encoder learned something a linear read-out can see" if gain > spread
+               else "within the probe's spread: at this budget the probe cannot tell the pre-trained encoder from a "
+                    "random one")
+    return (f"Probe (linear head on the frozen encoder, {PROBE_SEEDS} seeds): pre-trained "
+            f"{probe['pretrained']['mean']:.3f} (spread {probe['pretrained']['spread']:.3f}), random init "
+            f"{probe['random']['mean']:.3f} (spread {probe['random']['spread']:.3f}); difference {gain:+.3f}, "
+            f"{verdict}.")
+
+
 def summary_picture(demo: Demo, preds: dict[str, Path], dice: dict) -> Path:
-    """Stage 11: the last reconstruction and the first test case's segmentations in one PNG."""
+    """Stage 12: the last reconstruction and the first test case's segmentations in one PNG."""
     raw = demo.out / "nnUNet_raw" / DATASET
     started = demo.begin("write demo_summary.png")
     pretraining = pretraining_results_folder(demo.out / "nnUNet_results", DATASET, PRETRAIN, "nnUNetPlans",

@@ -38,6 +38,7 @@ def main(argv=None) -> int:
     args = parse(argv)
     import torch
 
+    from nnunet_mae.training.encoder_probe import ProbeUnavailable
     from nnunet_mae.training.probe_checkpoint import CheckpointProbe
     from nnunet_mae.transfer.encoder_transfer import TransferError
 
@@ -45,11 +46,14 @@ def main(argv=None) -> int:
     name, base, plans, dataset_json = _load_target(args.d, args.p, args.c)
     if not args.i.is_file():
         raise SystemExit(f"{args.i} does not exist.")
-    try:
+    try:  # reading and checking the checkpoint: unreadable, unsafe, foreign or not fitting (all RuntimeErrors)
         probe = CheckpointProbe(args.i, plans=plans, dataset_json=dataset_json, configuration=args.c,
                                 preprocessed_base=base, fold=args.f, head=args.head, device=device)
+    except RuntimeError as e:
+        raise SystemExit(str(e)) from None
+    try:
         rows = probe.rows(seeds=args.seeds, random=args.random)
-    except TransferError as e:
+    except (TransferError, ProbeUnavailable) as e:
         raise SystemExit(str(e)) from None
     print(format_table(rows))
     if args.json:

@@ -84,7 +84,8 @@ class TransferMetadata:
     def check_fits(self, own: "TransferMetadata", encoder_settings: Sequence[str], path, pretrain_command: str,
                    fix: str = "Pre-train again with the fine-tuning trainer's settings.") -> None:
         """Raise a TransferError saying what differs and what to do when this (pre-trained) encoder cannot be
-        loaded into the network `own` describes: dimensionality, backbone, then the backbone's `encoder_settings`."""
+        loaded into the network `own` describes: dimensionality, backbone, then the backbone's `encoder_settings`.
+        `fix` may name {pretrain_command}, the command that pre-trains for the fine-tuning trainer."""
         theirs_ndim, own_ndim = self.spatial_dims, own.spatial_dims
         if theirs_ndim != own_ndim:
             raise TransferError(
@@ -92,10 +93,11 @@ class TransferMetadata:
                 f"{self.dataset_name}); {own.configuration!r} needs a {own_ndim}D one. Pre-train on the configuration "
                 f"you fine-tune: `{pretrain_command}`.")
         if self.backbone != own.backbone:
+            from nnunet_mae.backbones import finetuning_trainer_names
             raise TransferError(
                 f"{path} holds a {self.backbone} encoder (pre-trained by {self.trainer_name}); {own.trainer_name} "
-                f"builds a {own.backbone} network. Fine-tune with the fine-tuning trainer of the same backbone (e.g. "
-                f"nnUNetTrainerMAEFinetune for a ViT, nnUNetTrainerMAEFinetune_PrimusV3S for PrimusV3-S).")
+                f"builds a {own.backbone} network. Fine-tune with a fine-tuning trainer of the {self.backbone} "
+                f"backbone: {', '.join(finetuning_trainer_names(self.backbone))}.")
         theirs_kwargs, own_kwargs = self.network_kwargs, own.network_kwargs
         differing = [k for k in encoder_settings if k in theirs_kwargs and
                      not _same(theirs_kwargs[k], own_kwargs.get(k))]
@@ -103,7 +105,8 @@ class TransferMetadata:
             theirs = ", ".join(f"{k} {_short(theirs_kwargs[k])}" for k in differing)
             ours = ", ".join(f"{k} {_short(own_kwargs.get(k))}" for k in differing)
             raise TransferError(
-                f"{path} was pre-trained by {self.trainer_name} with {theirs}; {own.trainer_name} builds {ours}. {fix}")
+                f"{path} was pre-trained by {self.trainer_name} with {theirs}; {own.trainer_name} builds {ours}. "
+                f"{fix.format(pretrain_command=pretrain_command)}")
 
 
 def _same(a, b) -> bool:

@@ -17,7 +17,7 @@ def test_tiny_demo_runs_every_stage_and_reports(tmp_path, capsys):
     assert rows == {"from scratch", "MAE pre-trained"}
     assert (tmp_path / "demo_summary.png").stat().st_size > 0
     logs = sorted(p.name for p in (tmp_path / "logs").glob("*.log"))
-    assert len(logs) == 9 and logs[0] == "02_plan_and_preprocess.log" and logs[1] == "03_add_unlabeled.log"
+    assert len(logs) == 10 and logs[0] == "02_plan_and_preprocess.log" and logs[1] == "03_add_unlabeled.log"
     pretrain_log = (tmp_path / "logs" / "04_pretrain.log").read_text()
     budget = demo.BUDGETS["tiny"]
     assert f"+ {budget.num_unlabeled} unlabeled case(s)" in pretrain_log
@@ -26,6 +26,14 @@ def test_tiny_demo_runs_every_stage_and_reports(tmp_path, capsys):
     assert "This run: MAE pre-trained - from scratch = " in out
     results = json.loads((tmp_path / "demo_results.json").read_text())
     assert all(0.0 <= results["dice"][row]["mean"] <= 1.0 for row in ("from scratch", "MAE pre-trained"))
+    probe = results["probe"]  # the pre-trained and a random encoder, probed with 3 seeds
+    for row in ("random", "pretrained"):
+        seeds = probe[row]["seeds"]
+        assert len(seeds) == 3 and all(0.0 <= m <= 1.0 for m in seeds)
+        assert probe[row]["spread"] == pytest.approx(max(seeds) - min(seeds))
+        assert probe[row]["mean"] == pytest.approx(sum(seeds) / 3)
+    assert probe["random"]["seeds"] != probe["pretrained"]["seeds"]
+    assert "Probe (linear head on the frozen encoder, 3 seeds): pre-trained" in out
 
 
 def test_refuses_a_folder_that_is_not_empty(tmp_path, capsys):

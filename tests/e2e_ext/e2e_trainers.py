@@ -9,12 +9,14 @@ import time
 from pathlib import Path
 
 import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.training.nnUNetTrainer.primus.primus_trainers import nnUNet_PrimusV3S_Trainer
 
 from nnunet_mae.training.schedules import Schedule
 from nnunet_mae.training.trainers import (nnUNetTrainerGMIMFinetune, nnUNetTrainerGMIMPretrain,
-                                          nnUNetTrainerMAEFinetune, nnUNetTrainerMAEFinetune_PrimusV3S,
-                                          nnUNetTrainerMAEPretrain, nnUNetTrainerMAEPretrain_PrimusV3S,
+                                          nnUNetTrainerMAEFinetune, nnUNetTrainerMAEFinetune_CNN,
+                                          nnUNetTrainerMAEFinetune_PrimusV3S, nnUNetTrainerMAEPretrain,
+                                          nnUNetTrainerMAEPretrain_CNN, nnUNetTrainerMAEPretrain_PrimusV3S,
                                           nnUNetTrainerViT)
 
 
@@ -38,13 +40,15 @@ class _Tiny(Schedule):
 
 
 class _Resumable(_Tiny):
-    """E2E_EPOCHS epochs (default 3), a checkpoint after every epoch. E2E_HANG_AT_EPOCH=k: in the second iteration
+    """E2E_EPOCHS epochs (default 3), a checkpoint (and for pre-training a probe) after every epoch. E2E_HANG_AT_EPOCH=k: in the second iteration
     of epoch k, touch E2E_READY_FILE and hang (the test kills the process there). E2E_NAN_AT_EPOCH=k: NaN input."""
 
     def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_epochs = int(os.environ.get("E2E_EPOCHS", "3"))
         self.save_every = 1
+        if hasattr(self, "probe_every"):  # pre-training: a probe after every epoch (the resume test reads them)
+            self.probe_every = 1
 
     def train_step(self, batch):
         if os.environ.get("E2E_HANG_AT_EPOCH") == str(self.current_epoch) and self._epoch_iteration == 1:
@@ -84,6 +88,18 @@ class nnUNetTrainerMAEFinetune_PrimusV3S_e2e(_Tiny, nnUNetTrainerMAEFinetune_Pri
 
 
 class nnUNet_PrimusV3S_Trainer_e2e(_Tiny, nnUNet_PrimusV3S_Trainer):
+    pass
+
+
+class nnUNetTrainerMAEPretrain_CNN_e2e(_Tiny, nnUNetTrainerMAEPretrain_CNN):
+    finetune_trainer_name = "nnUNetTrainerMAEFinetune_CNN_e2e"
+
+
+class nnUNetTrainerMAEFinetune_CNN_e2e(_Tiny, nnUNetTrainerMAEFinetune_CNN):
+    pretrain_trainer_name = "nnUNetTrainerMAEPretrain_CNN_e2e"
+
+
+class nnUNetTrainer_e2e(_Tiny, nnUNetTrainer):
     pass
 
 
