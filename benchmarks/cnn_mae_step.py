@@ -32,7 +32,7 @@ def trainer_step(cls, plans: dict, dataset_json: dict, batch_size: int, seed: in
     import torch
     import torch.nn.functional as F
 
-    plans = {**plans, "configurations": {**plans["configurations"]}}
+    plans = {**plans, "configurations": {**plans["configurations"]}, "continue_training": False}  # as run_training
     plans["configurations"]["3d_fullres"] = {**plans["configurations"]["3d_fullres"], "batch_size": batch_size}
     trainer = cls(plans, "3d_fullres", 0, dataset_json, torch.device("cpu"))
     trainer.initialize()
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=4, help="overrides the plans' batch size")
     parser.add_argument("--precisions", default="fp32,bf16", help="our trainers' precision variants to time")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "cnn_mae_step")
+    parser.add_argument("--out", type=Path, default=HERE.parent / "documentation" / "benchmarks" / "cnn_mae_cpu")
     args = parser.parse_args(argv)
     plans_file = args.preprocessed / f"{args.plans}.json"
     if not plans_file.is_file():
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
                "batch_size": args.batch_size, "threads": torch.get_num_threads(), "seconds": timings,
                "median": median, "ratios": ratios}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.plans}.json").write_text(json.dumps(results, indent=2))
+    (args.out / f"step_{args.plans}.json").write_text(json.dumps(results, indent=2))
     print(f"{results['machine'].get('cpu')} ({results['machine'].get('cpu_bf16')}), {args.plans} ({network}), "
           f"batch {args.batch_size}, patch {results['patch']}, {results['threads']} threads")
     for k, v in median.items():
