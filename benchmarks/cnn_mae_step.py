@@ -76,8 +76,9 @@ def main(argv=None) -> int:
     import nnunet_mae.training.trainers as ours
 
     plans, dataset_json = json.loads(plans_file.read_text()), json.loads((args.preprocessed / "dataset.json").read_text())
+    precisions = [p for p in args.precisions.split(",") if p]
     candidates = {}
-    for precision in [p for p in args.precisions.split(",") if p]:
+    for precision in precisions:
         candidates[f"MAE pre-training step ({precision})"] = getattr(ours, f"nnUNetTrainerMAEPretrain_CNN_{precision}")
         candidates[f"MAE fine-tuning step ({precision})"] = getattr(ours, f"nnUNetTrainerMAEFinetune_CNN_{precision}")
     candidates["nnUNetTrainer step (fp32)"] = nnUNetTrainer
@@ -88,10 +89,10 @@ def main(argv=None) -> int:
     timings = interleaved_timings(steps, args.repeats)
     median = {k: statistics.median(v) for k, v in timings.items()}
     ratios = {}
-    for precision in [p for p in args.precisions.split(",") if p]:
+    for precision in precisions:
         ratios[f"MAE pre-training / MAE fine-tuning ({precision})"] = (
             median[f"MAE pre-training step ({precision})"] / median[f"MAE fine-tuning step ({precision})"])
-    if "fp32" in args.precisions.split(","):
+    if "fp32" in precisions:
         ratios["MAE fine-tuning (fp32) / nnUNetTrainer"] = (median["MAE fine-tuning step (fp32)"] /
                                                              median["nnUNetTrainer step (fp32)"])
     results = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine_info("cpu"), "plans": args.plans,

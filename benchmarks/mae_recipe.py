@@ -108,17 +108,25 @@ def diagnostics(probe, network, seed: int = 0, mlp: bool = True) -> dict:
             "tokens": int(finals.shape[0])}
 
 
-def probe_one(args, snapshot: Path, out: Path, random_init: bool = False, mlp: bool = False) -> None:
+def checkpoint_probe(work: Path, snapshot: Path):
+    """The probe of `snapshot` on the workspace's Hippocampus, 3d_fullres, on the CPU (`CheckpointProbe`)."""
     import torch
     from batchgenerators.utilities.file_and_folder_operations import load_json
 
-    from nnunet_mae.probing.fit import mean_dice
     from nnunet_mae.training.probe_checkpoint import CheckpointProbe
 
-    base = args.work / "preprocessed" / DATASET
-    probe = CheckpointProbe(snapshot, plans=load_json(str(base / "nnUNetPlans.json")),
-                            dataset_json=load_json(str(base / "dataset.json")), configuration="3d_fullres",
-                            preprocessed_base=base, device=torch.device("cpu"))
+    base = work / "preprocessed" / DATASET
+    return CheckpointProbe(snapshot, plans=load_json(str(base / "nnUNetPlans.json")),
+                           dataset_json=load_json(str(base / "dataset.json")), configuration="3d_fullres",
+                           preprocessed_base=base, device=torch.device("cpu"))
+
+
+def probe_one(args, snapshot: Path, out: Path, random_init: bool = False, mlp: bool = False) -> None:
+    import torch
+
+    from nnunet_mae.probing.fit import mean_dice
+
+    probe = checkpoint_probe(args.work, snapshot)
     network = probe.network(0 if random_init else None)
     start = time.perf_counter()
     results = [probe.probe(network, seed, with_train_dice=seed == 0) for seed in range(args.seeds)]

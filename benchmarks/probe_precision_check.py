@@ -6,13 +6,17 @@ bf16 and with fp32 features (crop seed 0) and prints the size of bf16's rounding
 """
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
+
 import torch
-from batchgenerators.utilities.file_and_folder_operations import load_json
-from nnunet_mae.training.probe_checkpoint import CheckpointProbe
-from nnunet_mae.training.precision import choose_precision
-from nnunet_mae.probing.fit import mean_dice
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mae_recipe import checkpoint_probe  # noqa: E402
+
+from nnunet_mae.probing.fit import mean_dice  # noqa: E402
+from nnunet_mae.training.precision import choose_precision  # noqa: E402
 
 
 def main() -> None:
@@ -20,13 +24,8 @@ def main() -> None:
     parser.add_argument("snapshot", type=Path)
     parser.add_argument("--work", type=Path, required=True, help="the --work folder of benchmarks/mae_recipe.py")
     args = parser.parse_args()
-    work = args.work
-    base = work / "preprocessed" / "Dataset004_Hippocampus"
-    snap = args.snapshot
     out = {}
-    probe = CheckpointProbe(snap, plans=load_json(str(base / "nnUNetPlans.json")),
-                            dataset_json=load_json(str(base / "dataset.json")), configuration="3d_fullres",
-                            preprocessed_base=base, device=torch.device("cpu"))
+    probe = checkpoint_probe(args.work, args.snapshot)
     net = probe.network(None)
     # feature statistics in fp32: mean magnitude vs spread of the final map, per channel
     _, val_cases = probe.setup.cases(0)
@@ -40,7 +39,7 @@ def main() -> None:
         mu, sd = f.mean(0), f.std(0)
         q = f.to(torch.bfloat16).float()
         stats.append({"abs_mean": float(mu.abs().mean()), "std": float(sd.mean()), "max_abs_mean": float(mu.abs().max()),
-                      "bf16_rel_error_of_centred": float(((q - f) - 0).pow(2).mean().sqrt() / sd.mean())})
+                      "bf16_rel_error_of_centred": float((q - f).pow(2).mean().sqrt() / sd.mean())})
     out["maps"] = stats
     for precision in ("bf16", "fp32"):
         probe.precision = choose_precision(precision, "cpu")

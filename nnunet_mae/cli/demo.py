@@ -232,7 +232,7 @@ def probe_encoders(demo: Demo, device: str) -> dict:
              ["nnunet_mae", "probe", "-d", str(DATASET_ID), "-c", CONFIGURATION, "-i", str(checkpoint), "--random",
               "--seeds", str(PROBE_SEEDS), "--device", device, "--json", str(table)])
     pretrained, random = json.loads(table.read_text())
-    return {name: {"mean": row["mean"], "spread": row["spread"], "seeds": [sum(d) / len(d) for d in row["seeds"]]}
+    return {name: {"mean": row["mean"], "spread": row["spread"], "seeds": row["seed_means"]}
             for name, row in (("random", random), ("pretrained", pretrained))}
 
 

@@ -88,7 +88,7 @@ class CheckpointProbe:
 
     def rows(self, seeds: int = 3, random: bool = False) -> list[dict]:
         """One row per encoder (the checkpoint's, then the random one): Dice per label averaged over seeds,
-        per-seed values, mean, spread (max - min of the per-seed mean) and seconds per seed."""
+        per-seed values and mean Dice, mean, spread (max - min of the per-seed mean) and seconds per seed."""
         rows = []
         for title, random_init in [(f"{self.metadata.trainer_name} ({self.path.name})", False)] + (
                 [("random init, same shape", True)] if random else []):
@@ -100,6 +100,6 @@ class CheckpointProbe:
             means = [mean_dice(d) for d in per_seed]
             rows.append({"encoder": title, "labels": label_names(self.dataset_json, self.label_manager.all_labels),
                          "dice_mean": [sum(col) / len(col) for col in zip(*per_seed)], "seeds": per_seed,
-                         "mean": sum(means) / len(means), "spread": max(means) - min(means),
+                         "seed_means": means, "mean": sum(means) / len(means), "spread": max(means) - min(means),
                          "seconds": sum(seconds) / len(seconds)})
         return rows
