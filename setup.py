@@ -87,7 +87,7 @@ setup(
         "einops>=0.8",
         "matplotlib>=3.7",
     ],
-    extras_require={"test": ["pytest>=8"]},
+    extras_require={"test": ["pytest>=8", "ruff>=0.6"]},
     entry_points={"console_scripts": ["nnunet_mae=nnunet_mae.cli.main:main"]},
     cmdclass={"bdist_wheel": BdistWheelWithPth, "editable_wheel": EditableWheelWithPth},
 )

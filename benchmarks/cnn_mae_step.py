@@ -75,7 +75,8 @@ def main(argv=None) -> int:
 
     import nnunet_mae.training.trainers as ours
 
-    plans, dataset_json = json.loads(plans_file.read_text()), json.loads((args.preprocessed / "dataset.json").read_text())
+    plans = json.loads(plans_file.read_text())
+    dataset_json = json.loads((args.preprocessed / "dataset.json").read_text())
     precisions = [p for p in args.precisions.split(",") if p]
     candidates = {}
     for precision in precisions:

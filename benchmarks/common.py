@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "Dataset004_Hippocampus"  # ../shared beside the project
+# ../shared beside the project
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "Dataset004_Hippocampus"
 DATASET = "Dataset004_Hippocampus"
 CONFIGURATION = "3d_fullres"
 SHORT = {"nnUNetTrainer": "CNN", "nnUNet_Primus_S_Trainer": "Primus-S", "nnUNetTrainerViT": "ViT-S",

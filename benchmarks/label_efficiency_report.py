@@ -68,7 +68,8 @@ def fraction_table(results: dict, fraction: str) -> list[str]:
         return [f"No finished run at {fraction} yet."]
     fewest = min(r["iterations"] for r in runs)
     lines = [f"**{fraction} of the labels** ({runs[0]['training_cases']} training cases); equal-iteration column: "
-             f"nnU-Net's online pseudo Dice after {fewest} iterations (the fewest any arm had), from the same runs.", "",
+             f"nnU-Net's online pseudo Dice after {fewest} iterations (the fewest any arm had), from the same runs.",
+             "",
              "| arm | iterations | training [s] | pre-training [s], amortised | Dice per seed | mean Dice | "
              "pseudo Dice at equal iterations |", "|---|---|---|---|---|---|---|"]
     for arm in dict.fromkeys(r["arm"] for r in runs):

@@ -103,7 +103,8 @@ def diagnostics(probe, network, seed: int = 0, mlp: bool = True) -> dict:
                                               generator=torch.Generator().manual_seed(seed))
         visible, _ = encoder.forward_tokens(gather_tokens(tokens, ids_keep))
         cosine = torch.nn.functional.cosine_similarity(visible, gather_tokens(full, ids_keep), dim=-1)
-    return {"final_block_dice": quick.dice, **extra, "effective_rank": effective_rank, "channel_variance": float(centred.var(0).mean()),
+    return {"final_block_dice": quick.dice, **extra, "effective_rank": effective_rank,
+            "channel_variance": float(centred.var(0).mean()),
             "visible_vs_full_cosine": float(cosine.mean()), "feature_dim": int(finals.shape[1]),
             "tokens": int(finals.shape[0])}
 

@@ -112,7 +112,8 @@ def main(argv=None) -> int:
                "ratios": {"MAE step / segmentation step": median["MAE step"] / median["segmentation step"],
                           "stem share of the MAE step": median["MAE stem only"] / median["MAE step"],
                           "MAE step channels-last / MAE step": median["MAE step, channels-last"] / median["MAE step"],
-                          "stem channels-last / stem": median["MAE stem only, channels-last"] / median["MAE stem only"]}}
+                          "stem channels-last / stem":
+                              median["MAE stem only, channels-last"] / median["MAE stem only"]}}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     print(f"{results['machine'].get('cpu')} ({results['machine'].get('cpu_bf16')}), {precision.describe()}, "

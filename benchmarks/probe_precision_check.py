@@ -38,14 +38,16 @@ def main() -> None:
         f = m.float().flatten(2).transpose(1, 2).reshape(-1, m.shape[1])
         mu, sd = f.mean(0), f.std(0)
         q = f.to(torch.bfloat16).float()
-        stats.append({"abs_mean": float(mu.abs().mean()), "std": float(sd.mean()), "max_abs_mean": float(mu.abs().max()),
+        stats.append({"abs_mean": float(mu.abs().mean()), "std": float(sd.mean()),
+                      "max_abs_mean": float(mu.abs().max()),
                       "bf16_rel_error_of_centred": float((q - f).pow(2).mean().sqrt() / sd.mean())})
     out["maps"] = stats
     for precision in ("bf16", "fp32"):
         probe.precision = choose_precision(precision, "cpu")
         t = time.perf_counter()
         r = probe.probe(net, 0, with_train_dice=True)
-        out[precision] = {"dice": r.dice, "mean": mean_dice(r.dice), "train_dice": r.train_dice, "seconds": time.perf_counter() - t}
+        out[precision] = {"dice": r.dice, "mean": mean_dice(r.dice), "train_dice": r.train_dice,
+                          "seconds": time.perf_counter() - t}
     print(json.dumps(out, indent=1))
 
 

@@ -167,7 +167,8 @@ def run_all(args, env: dict, trainers: list[str], precisions: list[str], logs: P
     runs, flops = [], {}
     for trainer in trainers:
         for precision in precisions:
-            if args.device == "cuda" and trainer in ("nnUNetTrainer", "nnUNet_Primus_S_Trainer") and precision == "fp32":
+            nnunet_own = trainer in ("nnUNetTrainer", "nnUNet_Primus_S_Trainer")
+            if args.device == "cuda" and nnunet_own and precision == "fp32":
                 print(f"  {trainer} fp32: skipped (nnU-Net's train_step always autocasts to fp16 on CUDA)", flush=True)
                 continue
             print(f"{trainer} {precision} ... (elapsed {time.time() - start:.0f} s)", flush=True)

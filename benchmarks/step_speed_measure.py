@@ -38,7 +38,8 @@ def set_paused(loader, paused: bool) -> bool:
 
 def drain(loader, settle_s: float = 0.5) -> int:
     """Discard the batches a paused loader has cached; returns how many."""
-    queues = [q for q in (getattr(loader, "results_loop_queue", None), getattr(loader, "_queue", None)) if q is not None]
+    queues = [q for q in (getattr(loader, "results_loop_queue", None), getattr(loader, "_queue", None))
+              if q is not None]
     dropped, quiet_since = 0, time.perf_counter()
     while queues and time.perf_counter() - quiet_since < settle_s:
         got = False

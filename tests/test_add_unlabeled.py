@@ -3,10 +3,12 @@ rejections, resumable; the pre-training uses the extra cases and nnU-Net's segme
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 
 import numpy as np
+import SimpleITK as sitk
 import pytest
 from batchgenerators.utilities.file_and_folder_operations import load_pickle
 
@@ -31,6 +33,23 @@ def planned(workspace):
 
 def add(env, *args, expect_ok=True):
     return run(["nnunet_mae", "add_unlabeled", "-d", str(DATASET_ID), "-np", "1", *args], env, expect_ok)
+
+
+def test_when_every_case_is_rejected_it_fails_and_leaves_nothing(planned, tmp_path):
+    """Runs first (the module's unlabeled folder does not exist yet)."""
+    root, env, labelled = planned
+    unlabeled = labelled.with_name(labelled.name + "_unlabeled")
+    assert not unlabeled.exists()
+    good = root / "raw" / DATASET / "imagesTr" / "case_002_0000.nii.gz"
+    folder = tmp_path / "twochannels"
+    folder.mkdir()
+    shutil.copy(good, folder / "a_0000.nii.gz")
+    shutil.copy(good, folder / "a_0001.nii.gz")
+    result = add(env, "-i", str(folder), expect_ok=False)
+    assert result.returncode == 1
+    assert "0 case(s) added, 0 skipped (already there), 1 rejected" in result.stdout
+    assert "No case was added: every one was rejected" in result.stderr and "now uses" not in result.stdout
+    assert not unlabeled.exists()
 
 
 def test_same_preprocessing_as_nnunet_labelled_cases(planned, tmp_path):
@@ -63,13 +82,24 @@ def test_bad_inputs_are_rejected_by_name_and_reason(planned, tmp_path):
     shutil.copy(good, folder / "nochannel.nii.gz")
     shutil.copy(good, folder / "wrongend_0000.nii")
     (folder / "broken_0000.nii.gz").write_bytes(b"not an image")
+    whole = good.read_bytes()
+    (folder / "truncated_0000.nii.gz").write_bytes(whole[:len(whole) // 2])  # a copy cut short
+    image = sitk.ReadImage(str(good))
+    voxels = sitk.GetArrayFromImage(image).astype(np.float32)
+    voxels.flat[::97] = np.nan
+    nan_image = sitk.GetImageFromArray(voxels)
+    nan_image.CopyInformation(image)
+    sitk.WriteImage(nan_image, str(folder / "withnan_0000.nii.gz"))
     result = add(env, "-i", str(folder))
     out = result.stdout
-    assert "1 case(s) added, 0 skipped (already there), 4 rejected" in out
+    assert "1 case(s) added, 0 skipped (already there), 6 rejected" in out
+    assert re.search(r"truncated_0000.nii.gz \(case truncated\): truncated_0000.nii.gz is not a complete gzip",
+                     out)
+    assert re.search(r"withnan_0000.nii.gz \(case withnan\): has \d+ NaN or inf voxel\(s\) in the image file", out)
     assert re.search(r"twochan: has channel files _0000, _0001; the dataset has 1 channel", out)
     assert re.search(r"nochannel.nii.gz: name is not <case>_<XXXX>.nii.gz", out)
     assert re.search(r"wrongend_0000.nii: file ending is not the dataset's '.nii.gz'", out)
-    assert re.search(r"broken_0000.nii.gz \(case broken\): could not be read", out)
+    assert re.search(r"broken_0000.nii.gz \(case broken\): broken_0000.nii.gz is not a complete gzip file", out)
     missing = add(env, "-i", str(tmp_path / "nowhere"), expect_ok=False)
     assert missing.returncode != 0 and "nowhere is not a folder" in missing.stderr
 
@@ -86,12 +116,20 @@ def test_interrupted_run_resumes_and_imagesTs_are_added(planned):
     out = add(env, "--include_imagesTs").stdout
     assert "1 case(s) added, 2 skipped (already there), 0 rejected" in out
     assert not list(unlabeled.glob(".tmp-*")) and "case_007" in unlabeled_identifiers(unlabeled)
+    # other plans (same preprocessing folder here): the hint names them
+    plans = json.loads((labelled.parent / "nnUNetPlans.json").read_text())
+    (labelled.parent / "nnUNetPlansCopy.json").write_text(json.dumps({**plans, "plans_name": "nnUNetPlansCopy"}))
+    hint = add(env, "--include_imagesTs", "-p", "nnUNetPlansCopy").stdout
+    assert f"nnUNetv2_train {DATASET} 3d_fullres all -tr nnUNetTrainerMAEPretrain -p nnUNetPlansCopy" in hint
 
 
 def test_other_dataset_images_in_this_dataset_plans(planned):
     root, env, labelled = planned
+    other_json = root / "raw" / OTHER / "dataset.json"
+    other_json.write_text(json.dumps({**json.loads(other_json.read_text()), "channel_names": {"0": "CT"}}))
     out = add(env, "--from_dataset", str(OTHER_ID)).stdout
     assert "4 case(s) added" in out
+    assert re.search(r"Warning: Dataset994_Pool's channels are \['CT'\], Dataset993_Unl's are \['MRI'\]", out)
     unlabeled = labelled.with_name(labelled.name + "_unlabeled")
     props = load_pickle(str(unlabeled / f"{OTHER}__case_000.pkl"))
     assert np.allclose(props["spacing"], load_pickle(str(labelled / "case_000.pkl"))["spacing"])

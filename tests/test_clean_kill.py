@@ -63,11 +63,14 @@ def test_second_run_refused_sigterm_leaves_nothing_and_c_cleans_up(workspace, tm
     workers = descendants(a.pid)
     assert len(workers) >= 2, "nnUNet_n_proc_DA=2 should run augmentation workers"
 
+    logs_before = sorted(p.name for p in folder.glob("training_log_*.txt"))
     started = time.monotonic()
     b = run(train_command(DATASET_ID, "3d_fullres", FOLD, TRAINER), dict(env, nnUNet_n_proc_DA="0"),
             expect_ok=False)
     assert b.returncode != 0 and time.monotonic() - started < 120
     assert re.search(rf"Another run is already training in .*fold_{FOLD} \(pid {a.pid} on host", b.stderr)
+    assert "Traceback" not in b.stderr  # the refusal is one message, not a crash
+    assert sorted(p.name for p in folder.glob("training_log_*.txt")) == logs_before  # b left no log in a's folder
 
     a.send_signal(signal.SIGTERM)
     a.wait(timeout=120)

@@ -66,7 +66,8 @@ def test_mae_pretraining_feeds_both_finetuning_routes(workspace, mae_pretrained)
          "nnUNetTrainerMAEFinetune_e2e", "-f", "0"], env)
     with zipfile.ZipFile(root / "model.zip") as archive:
         names = archive.namelist()
-    assert any(n.endswith("fold_0/checkpoint_final.pth") for n in names) and any(n.endswith("plans.json") for n in names)
+    assert any(n.endswith("fold_0/checkpoint_final.pth") for n in names)
+    assert any(n.endswith("plans.json") for n in names)
 
     # the nnU-Net way: stock trainer + stock -pretrained_weights loader
     result = train(env, DATASET_ID, "3d_fullres", 1, "nnUNetTrainerViT_e2e", "-pretrained_weights", checkpoint_file)

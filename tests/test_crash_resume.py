@@ -30,7 +30,8 @@ def start_and_kill(root, env, trainer: str, fold) -> None:
                                stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 600
     while not ready.exists():
-        assert process.poll() is None, f"training ended before the kill:\n{(root / f'{trainer}.killed.log').read_text()}"
+        killed_log = (root / f"{trainer}.killed.log").read_text()
+        assert process.poll() is None, f"training ended before the kill:\n{killed_log}"
         assert time.monotonic() < deadline, "training did not reach the kill point in 10 minutes"
         time.sleep(0.2)
     process.send_signal(signal.SIGKILL)

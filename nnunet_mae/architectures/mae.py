@@ -26,7 +26,8 @@ def gather_tokens(tokens: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
 
 
 class MAEDecoder(nn.Module):
-    """Embed visible latents, insert mask tokens, unshuffle, add fixed sin-cos positions, transformer, predict voxels."""
+    """Embed visible latents, insert mask tokens, unshuffle, add fixed sin-cos positions, transformer, predict
+    voxels."""
 
     def __init__(self, *, embed_dim: int, decoder_dim: int, depth: int, num_heads: int, grid: Sequence[int],
                  token_voxels: int) -> None:

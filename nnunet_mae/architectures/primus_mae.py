@@ -78,7 +78,8 @@ class PrimusV3MAEMixin:
         `mask` (1 = masked), every token not in `ids_keep` is masked (the call of the ViT's MAE network)."""
         if mask is None:
             mask = torch.ones(ids_restore.shape, device=images.device).scatter_(1, ids_keep, 0.0)
-        return self.mae_decoder(self.encode_visible(images, ids_keep, mask), ids_restore, self.grid_of(images.shape[2:]))
+        latent = self.encode_visible(images, ids_keep, mask)
+        return self.mae_decoder(latent, ids_restore, self.grid_of(images.shape[2:]))
 
 
 class PrimusV3MAE(PrimusV3MAEMixin, PrimusV3):

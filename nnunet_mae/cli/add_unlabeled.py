@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -90,6 +91,11 @@ def image_sources(args, name: str, dataset_json: dict, num_channels: int) -> lis
         if other_channels != num_channels:
             raise SystemExit(f"{folder.name} has {other_channels} channel(s), {name} has {num_channels}: its images "
                              f"cannot be preprocessed with {name}'s plans.")
+        theirs, ours = list(channel_names(other_json).values()), list(channel_names(dataset_json).values())
+        if [str(c).lower() for c in theirs] != [str(c).lower() for c in ours]:
+            print(f"Warning: {folder.name}'s channels are {theirs}, {name}'s are {ours}. Its images are normalised "
+                  f"with {name}'s scheme and intensity statistics (e.g. CT clipping to {name}'s foreground range), "
+                  f"which only makes sense for images of the same modality.", flush=True)
         for sub in ("imagesTr", "imagesTs"):
             if (folder / sub).is_dir():
                 sources.append((folder / sub, other_json["file_ending"], f"{folder.name}__"))
@@ -130,12 +136,20 @@ def main(argv: list[str] | None = None) -> int:
     labelled = {p.stem for p in (base / configuration.data_identifier).glob("*.pkl")}
     print(f"{len(collected.cases)} case(s) found in {len(sources)} folder(s); preprocessing with {name}'s "
           f"{args.p} {args.c} into {out}", flush=True)
+    existed = out.is_dir()
     summary = add_unlabeled_cases(collected.cases, out, plans, args.c, dataset_json, args.np, labelled=labelled)
     summary.rejected = {**collected.rejected, **summary.rejected}
     print(summary.format())
+    if not (summary.added or summary.skipped):
+        if not existed and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # nothing was added: leave no empty folder behind
+        print(f"No case was added{': every one was rejected (reasons above)' if summary.rejected else ''}. "
+              f"Pre-training on {name} is unchanged.", file=sys.stderr)
+        return 1
+    plans_option = [] if args.p == "nnUNetPlans" else ["-p", args.p]
     print(f"Pre-training on {name} {args.c} now uses the {len(labelled)} labelled training cases and these: "
-          f"nnUNetv2_train {name} {args.c} all -tr nnUNetTrainerMAEPretrain")
-    return 0 if summary.added or summary.skipped or not collected.cases else 1
+          f"{shlex.join(['nnUNetv2_train', name, args.c, 'all', '-tr', 'nnUNetTrainerMAEPretrain', *plans_option])}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="nnunet_mae", description="ViT + MAE pre-training for nnU-Net v2")
     parser.add_argument("--version", action="version", version=f"nnunet_mae {__version__}")
-    parser.add_argument("command", choices=sorted(COMMANDS), help="; ".join(f"{k}: {v[1]}" for k, v in COMMANDS.items()))
+    parser.add_argument("command", choices=sorted(COMMANDS),
+                        help="; ".join(f"{k}: {v[1]}" for k, v in COMMANDS.items()))
     args, rest = parser.parse_known_args(argv[:1])
     module = importlib.import_module(COMMANDS[args.command][0])
     return int(module.main(argv[1:] + rest) or 0)

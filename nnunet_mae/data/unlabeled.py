@@ -86,6 +86,9 @@ def preprocess_case(case: Case, out_folder: Path, plans: dict, configuration: st
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
+        problem = _check_raw_images(case.files, plans_manager)
+        if problem:
+            return problem
         try:
             preprocessor.run_case_save(str(tmp / case.identifier), [str(f) for f in case.files], None, plans_manager,
                                        configuration_manager, dataset_json)
@@ -110,6 +113,38 @@ def preprocess_case(case: Case, out_folder: Path, plans: dict, configuration: st
         return ""
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_raw_images(files: list[Path], plans_manager) -> str:
+    """What nnU-Net's SimpleITK reader lets through silently: a gzip stream cut short (the volume comes back with
+    the missing part as zeros, no error) and NaN voxels (ITK's NIfTI reader returns them as 0). NIfTI voxels are
+    checked as stored, through nibabel (an nnU-Net dependency); other formats as nnU-Net's reader returns them."""
+    import gzip
+    import zlib
+
+    for f in files:
+        if str(f).endswith(".gz"):
+            try:
+                with gzip.open(f, "rb") as stream:
+                    while stream.read(1 << 24):
+                        pass
+            except (EOFError, OSError, zlib.error) as e:
+                return f"{Path(f).name} is not a complete gzip file ({type(e).__name__}: {e}); copy it again"
+    bad = 0
+    try:
+        if all(str(f).endswith((".nii", ".nii.gz")) for f in files):
+            import nibabel
+
+            bad = sum(int(np.size(a) - np.count_nonzero(np.isfinite(a)))
+                      for a in (np.asanyarray(nibabel.load(str(f)).dataobj) for f in files))
+        else:
+            data, _ = plans_manager.image_reader_writer_class().read_images([str(f) for f in files])
+            bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+    except Exception as e:  # unreadable
+        return f"could not be read ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+    if bad:
+        return f"has {bad} NaN or inf voxel(s) in the image file; fix or remove the image"
+    return ""
 
 
 def _check_geometry_and_values(folder: Path, identifier: str, properties: dict) -> str:

@@ -15,7 +15,7 @@ Translation to a plain ViT token grid (tokens in C order over the grid, see `arc
 - a cell with ratio r and s tokens gets floor(r * s + 0.5) masked tokens at random positions, so the
   number of masked tokens per sample can differ a little between samples when cells differ in size;
 - "hierarchical" masking: with a given probability per sample, a further fraction of the still visible
-  tokens is masked before deeper blocks, the fraction halving per level (0.5, 0.25, 0.125, ...).
+  tokens is masked before deeper blocks, the fraction multiplied by a decay per level (0.5: 0.5, 0.25, 0.125, ...).
 
 Entropy: natural-log Shannon entropy of a `bins`-bin histogram of the cell's voxels (all channels pooled),
 the bins spanning each sample's own [min, max]. Everything is vectorised and runs on the input's device.
@@ -104,13 +104,6 @@ def _entropy_from_token_histograms(hist: torch.Tensor, grid: Sequence[int], cell
     return -torch.special.xlogy(p, p).sum(-1).float()  # (B, N); 0 log 0 = 0
 
 
-def cell_entropy(images: torch.Tensor, token_size: Sequence[int], grid: Sequence[int], cells: Sequence[int], *,
-                 bins: int = 32) -> torch.Tensor:
-    """(B, C, *spatial) -> (B, N) Shannon entropy (nats) of each cell's voxel histogram, channels pooled."""
-    _check_cells(grid, cells)
-    return _entropy_from_token_histograms(_token_histograms(images, token_size, grid, bins), grid, cells)
-
-
 def _grid_scores(hist: torch.Tensor, grid: Sequence[int],
                  candidates: list[tuple[int, ...]]) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """(K,) batch-mean GMIM score of each candidate, and each candidate's (B, N_k) entropies."""
@@ -122,17 +115,6 @@ def _grid_scores(hist: torch.Tensor, grid: Sequence[int],
         scores.append(g ** GRID_SCORE_EXPONENT * cv.mean())
         entropies.append(entropy)
     return torch.stack(scores), entropies
-
-
-def choose_grid(images: torch.Tensor, token_size: Sequence[int], grid: Sequence[int], *,
-                bins: int = 32) -> tuple[int, ...]:
-    """Cells per axis maximising G^-0.1 * std(H) / mean(H) (averaged over the batch; ties -> coarser grid).
-
-    One choice per batch, so all samples share a cell layout.
-    """
-    candidates = candidate_cell_counts(grid)
-    scores, _ = _grid_scores(_token_histograms(images, token_size, grid, bins), grid, candidates)
-    return candidates[int(scores.argmax())]
 
 
 def entropy_mask_ratios(entropy: torch.Tensor, *, base_ratio: float = 0.5, spread: float = 0.3) -> torch.Tensor:
@@ -158,7 +140,9 @@ def grid_token_mask(images: torch.Tensor, token_size: Sequence[int], *, base_rat
                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
     """GMIM entropy-adaptive grid mask over the token grid of `images` (B, C, *spatial).
 
-    `cells` fixes the cells per axis; by default `choose_grid` picks them for the batch. In each cell of
+    `cells` fixes the cells per axis; by default the batch's grid is the candidate (`candidate_cell_counts`) that
+    maximises G^-0.1 * std(H) / mean(H), averaged over the batch (ties -> coarser grid), so all samples share a
+    cell layout. In each cell of
     s tokens with ratio r, floor(r * s + 0.5) tokens are masked at uniformly random positions, per sample.
 
     Returns:
@@ -195,11 +179,12 @@ def grid_token_mask(images: torch.Tensor, token_size: Sequence[int], *, base_rat
     return mask, info
 
 
-def hierarchical_ratios(base_ratio: float, levels: int) -> list[float]:
-    """Re-masking ratio per level, halving each time: 0.5 -> [0.5, 0.25, 0.125, ...]."""
-    if not 0.0 <= base_ratio < 1.0 or levels < 0:
-        raise ValueError(f"base_ratio={base_ratio} must be in [0, 1) and levels={levels} >= 0; e.g. 0.5 and 3.")
-    return [base_ratio * 0.5 ** level for level in range(levels)]
+def hierarchical_ratios(base_ratio: float, levels: int, decay: float = 0.5) -> list[float]:
+    """Re-masking ratio per level, multiplied by `decay` each time: 0.5, decay 0.5 -> [0.5, 0.25, 0.125, ...]."""
+    if not 0.0 <= base_ratio < 1.0 or levels < 0 or not 0.0 < decay <= 1.0:
+        raise ValueError(f"base_ratio={base_ratio} must be in [0, 1), levels={levels} >= 0 and decay={decay} in "
+                         f"(0, 1]; e.g. 0.5, 3 and 0.5.")
+    return [base_ratio * decay ** level for level in range(levels)]
 
 
 def hierarchical_remask(mask: torch.Tensor, ratio: float, probability: float, *,

@@ -28,7 +28,7 @@ import torch
 from batchgenerators.utilities.file_and_folder_operations import join, load_json
 from torch import nn
 
-from nnunet_mae.data.probe_crops import LabelledCrops, labelled_crops
+from nnunet_mae.probing.crops import LabelledCrops, labelled_crops
 from nnunet_mae.probing.features import FeatureReader, feature_batches
 from nnunet_mae.probing.fit import ProbeResult, run_probe
 from nnunet_mae.probing.history import ProbeHistory, ProbeRecord

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from nnunetv2.paths import nnUNet_results
 
+from nnunet_mae.backbones import finetuning_trainer_names
 from nnunet_mae.data.dataset_json import channel_names
 from nnunet_mae.training.distributed import unwrap_network
 from nnunet_mae.training.vit_trainer import nnUNetTrainerViT
@@ -47,9 +48,6 @@ class nnUNetTrainerMAEFinetune(nnUNetTrainerViT):
                                           self.pretrain_trainer_name, self.plans_manager.plans_name,
                                           self.pretraining_configuration())
 
-    def find_pretrained_checkpoint(self) -> Path:
-        return self.locate_pretrained()[0]
-
     def locate_pretrained(self) -> tuple[Path, str]:
         """(checkpoint, why this one): `nnUNet_MAE_pretrained`, else this dataset's pre-training (locate.py)."""
         return locate_pretrained_checkpoint(self.pretraining_folder(), self.pretraining_command(),
@@ -62,7 +60,8 @@ class nnUNetTrainerMAEFinetune(nnUNetTrainerViT):
         metadata = TransferMetadata.from_checkpoint(checkpoint, path, self.pretrain_trainer_name)
         own = self.transfer_metadata()
         family = self.backbone_family()
-        metadata.check_fits(own, family.encoder_settings, path, self.pretraining_command(), family.mismatch_fix)
+        metadata.check_fits(own, family.encoder_settings, path, self.pretraining_command(), family.mismatch_fix,
+                            finetuning_trainers=finetuning_trainer_names)
         report = transfer_encoder_weights(checkpoint["network_weights"], unwrap_network(self.network),
                                           source_grid=metadata.token_grid, target_grid=own.token_grid,
                                           image_channels=len(channel_names(self.dataset_json)))

@@ -4,8 +4,9 @@ A sibling of `nnUNetTrainerMAEPretrain` on `PretrainingTrainer` (pretrain_traine
 checkpoint, PNGs, transfer check); what is GMIM's own:
 - mask: `grid_token_mask` (entropy-adaptive grid, base ratio 0.5, spread 0.3), then `hierarchical_remask`
   at the 3 block-group boundaries (`remask_block_indices`), each with probability 0.3 per sample and a
-  ratio halving per level from base ratio x 0.5 (0.25, 0.125, 0.0625 of the visible tokens), as the
-  released code multiplies the cell ratios by `--hierarchical_masking 0.5` per level;
+  ratio multiplied by `hierarchical_decay` (0.5) per level from base ratio x `hierarchical_decay` (0.25, 0.125,
+  0.0625 of the visible tokens), as the released code multiplies the cell ratios by `--hierarchical_masking 0.5`
+  per level;
 - network: `GMIMPretrainingNetwork` (all tokens through the encoder, mask token, stop-gradient siamese branch);
 - second view: `intensity_view` (data/intensity_view.py), GMIM's MONAI intensity augmentation (contrast, shift,
   Gaussian noise) written in torch on the batch;
@@ -60,8 +61,9 @@ class nnUNetTrainerGMIMPretrain(PretrainingTrainer):
                                    num_input_channels: int, num_output_channels: int,
                                    enable_deep_supervision: bool = True) -> nn.Module:
         if "gmim" not in cls.backbone_family().methods:
-            raise ValueError(f"{cls.__name__}: GMIM pre-trains the {', '.join(f.name for f in backbones_for(method='gmim'))} "
-                             f"backbone only, not {cls.backbone!r}. Use MAE for it: nnUNetTrainerMAEPretrain_<backbone> "
+            supported = ", ".join(f.name for f in backbones_for(method="gmim"))
+            raise ValueError(f"{cls.__name__}: GMIM pre-trains the {supported} backbone only, not "
+                             f"{cls.backbone!r}. Use MAE for it: nnUNetTrainerMAEPretrain_<backbone> "
                              f"(e.g. nnUNetTrainerMAEPretrain_PrimusV3S, nnUNetTrainerMAEPretrain_CNN).")
         return GMIMPretrainingNetwork(
             **cls.network_kwargs(configuration_manager, num_input_channels, num_output_channels),
@@ -70,7 +72,8 @@ class nnUNetTrainerGMIMPretrain(PretrainingTrainer):
             projector_dim=cls.projector_dim, siamese=cls.siamese_weight > 0)
 
     def remask_ratios(self) -> list[float]:
-        return hierarchical_ratios(self.grid_base_ratio * self.hierarchical_decay, self.remask_levels)
+        return hierarchical_ratios(self.grid_base_ratio * self.hierarchical_decay, self.remask_levels,
+                                   self.hierarchical_decay)
 
     def masking_metadata(self) -> dict:
         depth = self.vit_dimensions()["depth"]  # what the network is built with (subclasses may override it)
@@ -94,11 +97,11 @@ class nnUNetTrainerGMIMPretrain(PretrainingTrainer):
     def gmim_masks(self, data: torch.Tensor, generator: torch.Generator | None = None
                    ) -> tuple[torch.Tensor, list[tuple[int, torch.Tensor]]]:
         """Grid mask (B, L) and the cumulative re-masks [(block index, (B, L)), ...]."""
-        encoder = unwrap_network(self.network).encoder
-        mask, _ = grid_token_mask(data, encoder.token_size, base_ratio=self.grid_base_ratio,
+        token = self.token_size_for(self.configuration_manager)
+        mask, _ = grid_token_mask(data, token, base_ratio=self.grid_base_ratio,
                                   spread=self.grid_spread, generator=generator)
         remasks, current = [], mask
-        blocks = remask_block_indices(len(encoder.blocks), self.remask_levels)
+        blocks = remask_block_indices(len(unwrap_network(self.network).encoder.blocks), self.remask_levels)
         for block, ratio in zip(blocks, self.remask_ratios()):
             current = hierarchical_remask(current, ratio, self.hierarchical_probability, generator=generator)
             remasks.append((block, current))
@@ -111,7 +114,7 @@ class nnUNetTrainerGMIMPretrain(PretrainingTrainer):
         mask, remasks = self.gmim_masks(data, generator)
         second_view = intensity_view(data, generator=generator) if siamese else None
         out = self.network(data, mask, remasks, second_view)
-        return out, patchify(data, unwrap_network(self.network).encoder.token_size)
+        return out, patchify(data, self.token_size_for(self.configuration_manager))
 
     def mask_and_reconstruct(self, data: torch.Tensor, generator: torch.Generator | None = None
                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

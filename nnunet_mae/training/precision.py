@@ -127,14 +127,17 @@ def choose_precision(requested: str, device: torch.device | str) -> Precision:
 
 def measure_bf16_speedup(seconds: float = 1.0) -> dict[str, float]:
     """fp32 time / bf16-autocast time of a small Conv3d forward+backward and a Linear forward+backward on the CPU,
-    timed interleaved for about `seconds` in all (> 1: bf16 is faster here). A quick look, not a benchmark."""
+    timed interleaved for about `seconds` in all (> 1: bf16 is faster here): the median over rounds of the ratio
+    of adjacent calls, so that a round where another process took the core does not decide. A quick look, not a
+    benchmark."""
+    import statistics
     import time
 
     generator = torch.Generator().manual_seed(0)
     conv, linear = torch.nn.Conv3d(8, 8, 3, padding=1), torch.nn.Linear(192, 768)
     work = {"conv3d": (conv, torch.randn(1, 8, 16, 20, 16, generator=generator)),
             "matmul": (linear, torch.randn(256, 192, generator=generator))}
-    totals = {(name, p): 0.0 for name in work for p in ("fp32", "bf16")}
+    ratios: dict[str, list[float]] = {name: [] for name in work}
 
     def step(module, x, bf16):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -144,11 +147,13 @@ def measure_bf16_speedup(seconds: float = 1.0) -> dict[str, float]:
         step(module, x, False), step(module, x, True)
     deadline = time.perf_counter() + seconds
     rounds = 0
-    while time.perf_counter() < deadline or rounds < 2:
-        for (name, p) in totals:
-            module, x = work[name]
-            start = time.perf_counter()
-            step(module, x, p == "bf16")
-            totals[(name, p)] += time.perf_counter() - start
+    while time.perf_counter() < deadline or rounds < 3:
+        for name, (module, x) in work.items():
+            seconds_of = {}
+            for bf16 in (False, True):
+                start = time.perf_counter()
+                step(module, x, bf16)
+                seconds_of[bf16] = time.perf_counter() - start
+            ratios[name].append(seconds_of[False] / max(seconds_of[True], 1e-9))
         rounds += 1
-    return {name: totals[(name, "fp32")] / totals[(name, "bf16")] for name in work}
+    return {name: statistics.median(values) for name, values in ratios.items()}

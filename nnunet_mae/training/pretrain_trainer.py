@@ -61,10 +61,11 @@ class PretrainingTrainer(ProbeDuringPretraining, nnUNetTrainerViT):
         super().__init__(plans, configuration, fold, dataset_json, device)
         if self.configuration_manager.previous_stage_name is not None:
             parent = self.plans_manager.plans["configurations"][configuration].get("inherits_from", "3d_fullres")
+            command = shlex.join(["nnUNetv2_train", self.plans_manager.dataset_name, parent, "all", "-tr",
+                                  self.__class__.__name__])
             raise ValueError(
                 f"{self.__class__.__name__} does not pre-train the cascade stage {configuration!r} (its inputs include "
-                f"the previous stage's segmentation, a label). Pre-train on {parent!r} instead "
-                f"(`{shlex.join(['nnUNetv2_train', self.plans_manager.dataset_name, parent, 'all', '-tr', self.__class__.__name__])}`); "
+                f"the previous stage's segmentation, a label). Pre-train on {parent!r} instead (`{command}`); "
                 f"the fine-tuning trainer on {configuration!r} loads that encoder.")
         self.mask_ratio = 0.75
         self.normalize_targets = False  # raw z-scored voxels as targets (nnssl); True = SelfMedMAE's norm_pix_loss
@@ -224,7 +225,8 @@ class PretrainingTrainer(ProbeDuringPretraining, nnUNetTrainerViT):
         self.logger.log("epoch_end_timestamps", time(), self.current_epoch)
         val_losses = self.logger.get_value("val_losses", step=None)
         ema = exponential_moving_average(val_losses)[-1]
-        epoch_time = self.logger.get_value("epoch_end_timestamps", -1) - self.logger.get_value("epoch_start_timestamps", -1)
+        log = self.logger
+        epoch_time = log.get_value("epoch_end_timestamps", -1) - log.get_value("epoch_start_timestamps", -1)
         self.print_to_log_file("train_loss", np.round(self.logger.get_value("train_losses", -1), 4))
         self.print_to_log_file("val_loss (reconstruction, fixed masks)", np.round(val_losses[-1], 4),
                                "moving average", np.round(ema, 4))

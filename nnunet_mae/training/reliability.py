@@ -2,8 +2,9 @@
 
 A mixin in front of nnU-Net's `nnUNetTrainer` (or a subclass):
 `class nnUNetTrainerReliable(Reliability, nnUNetTrainer): pass` trains as nnU-Net's trainer does, plus:
-- one run per output folder (a lock naming the holder), SIGTERM ending the run like Ctrl-C, temporary files of
-  killed writes removed (`guard_output_folder`, at `initialize()`);
+- one run per output folder (a lock naming the holder; a refused run leaves no log file there), SIGTERM ending the
+  run like Ctrl-C, temporary files of killed writes removed (`guard_output_folder`, at `initialize()`);
+- refusals (folder locked, unsafe checkpoint, encoder that does not fit) printed as one message, no traceback;
 - nnU-Net's 5-fold split written atomically, with clear errors for too few cases or an unreadable file (`do_split`);
 - checkpoints written once and atomically (a temporary file renamed), with this package's entries
   (`checkpoint_extras()`) in the same write, and `checkpoint_latest` holding the best value *after* this epoch
@@ -24,16 +25,21 @@ import nnunetv2.training.nnUNetTrainer.nnUNetTrainer as nnunet_trainer_module
 import torch
 from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 
-from nnunet_mae.training.clean_exit import install_sigterm_handler
+from nnunet_mae.training.clean_exit import install_refusal_hook, install_sigterm_handler
 from nnunet_mae.training.nnunet_hooks import (guard_pretrained_weights, release_pretrained_weights_guard, serve,
                                               torch_seen_by)
-from nnunet_mae.training.run_lock import acquire_run_lock
+from nnunet_mae.training.run_lock import RunLockedError, acquire_run_lock
 from nnunet_mae.training.splits import NNUNET_FOLDS, check_split_file, write_default_split
 from nnunet_mae.transfer.checkpoint_io import atomic_target, remove_stray_temporaries, safe_torch_load
 
 
 class Reliability:
     explicit_pretrained_weights: str | None = None  # set when nnUNetv2_train got -pretrained_weights
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        install_refusal_hook()  # before nnU-Net reads a checkpoint (--c) or initialises
+        super().__init__(plans, configuration, fold, dataset_json, device)
 
     # ----- the start of a run -----------------------------------------------------------------------------------
     def initialize(self):
@@ -51,7 +57,12 @@ class Reliability:
         if self.local_rank != 0:
             return
         install_sigterm_handler()
-        _, note = acquire_run_lock(self.output_folder)
+        try:
+            _, note = acquire_run_lock(self.output_folder)
+        except RunLockedError:
+            if os.path.isfile(self.log_file):  # this refused run's own log (nnU-Net opens it in __init__)
+                os.remove(self.log_file)
+            raise
         if note:
             self.print_to_log_file(note)
         for path in remove_stray_temporaries(self.output_folder):

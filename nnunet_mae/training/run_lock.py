@@ -21,7 +21,7 @@ LOCK_NAME = ".nnunet_mae_run.lock"
 
 
 class RunLockedError(RuntimeError):
-    pass
+    clear_refusal = True  # printed as one message by the trainers (training/clean_exit.py)
 
 
 def _alive(pid: int) -> bool:

@@ -38,6 +38,7 @@ SAFE_GLOBALS = [_numpy_scalar_reconstructor(), np.dtype] + sorted(
 
 class UnsafeCheckpointError(RuntimeError):
     """The file holds objects beyond tensors, plain Python types and numpy scalars: loading it could run code."""
+    clear_refusal = True  # printed as one message by the trainers (training/clean_exit.py)
 
 
 def safe_torch_load(path: str | os.PathLike, map_location: str | torch.device = "cpu"):

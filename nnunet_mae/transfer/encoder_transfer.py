@@ -29,6 +29,7 @@ from nnunet_mae.architectures.pos_embed import resample_pos_embed
 
 class TransferError(RuntimeError):
     """The pre-trained encoder cannot be loaded into this network."""
+    clear_refusal = True  # printed as one message by the trainers (training/clean_exit.py)
 
 
 def _first(lines, shown: int = 6) -> list[str]:
@@ -127,7 +128,8 @@ def _adapted(key: str, value: torch.Tensor, wanted: torch.Tensor, layout: Encode
         if source_grid is None or target_grid is None:
             return f"source {_shape(value)} vs target {_shape(wanted)}; token grids are needed to resample it"
         return (resample_pos_embed(value, source_grid, target_grid),
-                f"resampled {_shape(value)} (grid {tuple(source_grid)}) -> {_shape(wanted)} (grid {tuple(target_grid)})")
+                f"resampled {_shape(value)} (grid {tuple(source_grid)}) -> {_shape(wanted)} "
+                f"(grid {tuple(target_grid)})")
     if key in layout.stem_input_keys and (stem := _adapted_stem(value, wanted, image_channels)) is not None:
         return stem
     why = f"source {_shape(value)} vs target {_shape(wanted)}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import MISSING, asdict, dataclass, field
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -49,8 +49,8 @@ class TransferMetadata:
         required = {k for k, f in cls.__dataclass_fields__.items() if f.default is f.default_factory is MISSING}
         missing = sorted(required - set(values))
         if missing:
-            raise TransferError(f"The '{METADATA_KEY}' metadata of {path} lacks {', '.join(missing)}: it was written by "
-                                f"another version of nnunet_mae. Pre-train again with this version.")
+            raise TransferError(f"The '{METADATA_KEY}' metadata of {path} lacks {', '.join(missing)}: it was "
+                                f"written by another version of nnunet_mae. Pre-train again with this version.")
         return cls(**{k: v for k, v in values.items() if k in known},
                    extra={k: v for k, v in values.items() if k not in known})
 
@@ -82,10 +82,13 @@ class TransferMetadata:
                 f"{self.patch_size}")
 
     def check_fits(self, own: "TransferMetadata", encoder_settings: Sequence[str], path, pretrain_command: str,
-                   fix: str = "Pre-train again with the fine-tuning trainer's settings.") -> None:
+                   fix: str = "Pre-train again with the fine-tuning trainer's settings.",
+                   finetuning_trainers: Callable[[str], Sequence[str]] | None = None) -> None:
         """Raise a TransferError saying what differs and what to do when this (pre-trained) encoder cannot be
         loaded into the network `own` describes: dimensionality, backbone, then the backbone's `encoder_settings`.
-        `fix` may name {pretrain_command}, the command that pre-trains for the fine-tuning trainer."""
+        `fix` may name {pretrain_command}, the command that pre-trains for the fine-tuning trainer;
+        `finetuning_trainers(backbone)` names the trainers that fine-tune another backbone's encoder (the caller
+        knows the registry: transfer/ sits below backbones/)."""
         theirs_ndim, own_ndim = self.spatial_dims, own.spatial_dims
         if theirs_ndim != own_ndim:
             raise TransferError(
@@ -93,11 +96,11 @@ class TransferMetadata:
                 f"{self.dataset_name}); {own.configuration!r} needs a {own_ndim}D one. Pre-train on the configuration "
                 f"you fine-tune: `{pretrain_command}`.")
         if self.backbone != own.backbone:
-            from nnunet_mae.backbones import finetuning_trainer_names
+            names = ", ".join(finetuning_trainers(self.backbone)) if finetuning_trainers else ""
             raise TransferError(
                 f"{path} holds a {self.backbone} encoder (pre-trained by {self.trainer_name}); {own.trainer_name} "
                 f"builds a {own.backbone} network. Fine-tune with a fine-tuning trainer of the {self.backbone} "
-                f"backbone: {', '.join(finetuning_trainer_names(self.backbone))}.")
+                f"backbone{': ' + names if names else ''}.")
         theirs_kwargs, own_kwargs = self.network_kwargs, own.network_kwargs
         differing = [k for k in encoder_settings if k in theirs_kwargs and
                      not _same(theirs_kwargs[k], own_kwargs.get(k))]

@@ -45,7 +45,8 @@ def test_automatic_cnn_finetuning_loads_every_encoder_tensor_then_predicts(works
     result = train(env, DATASET_ID, "3d_fullres", 1, "nnUNetTrainerMAEFinetune_CNN_e2e", "-p", PLANS)
     assert "Pre-trained encoder loaded from" in result.stdout
     loaded = int(re.search(r"Encoder transfer: (\d+) tensors loaded", result.stdout).group(1))
-    assert loaded == len([k for k in weights if k.startswith("encoder.")]) and "0 missing, 0 incompatible" in result.stdout
+    assert loaded == len([k for k in weights if k.startswith("encoder.")])
+    assert "0 missing, 0 incompatible" in result.stdout
     assert (_folder(root, "nnUNetTrainerMAEFinetune_CNN_e2e", 1) / "validation" / "summary.json").is_file()
     predict_and_check_geometry(env, root / "raw" / DATASET / "imagesTs", root / "pred_cnn", DATASET_ID, "3d_fullres",
                                "nnUNetTrainerMAEFinetune_CNN_e2e", 1, {0, 1, 2}, "-p", PLANS)

@@ -1,4 +1,5 @@
-"""benchmarks/label_efficiency.py: the label-fraction split nnU-Net's own trainers read, and the equal-iteration view."""
+"""benchmarks/label_efficiency.py: the label-fraction split nnU-Net's own trainers read, and the equal-iteration
+view."""
 
 import sys
 from pathlib import Path

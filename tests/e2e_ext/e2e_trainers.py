@@ -12,6 +12,7 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.training.nnUNetTrainer.primus.primus_trainers import nnUNet_PrimusV3S_Trainer
 
+from nnunet_mae.training.reliability import Reliability
 from nnunet_mae.training.schedules import Schedule
 from nnunet_mae.training.trainers import (nnUNetTrainerGMIMFinetune, nnUNetTrainerGMIMPretrain,
                                           nnUNetTrainerMAEFinetune, nnUNetTrainerMAEFinetune_CNN,
@@ -40,8 +41,9 @@ class _Tiny(Schedule):
 
 
 class _Resumable(_Tiny):
-    """E2E_EPOCHS epochs (default 3), a checkpoint (and for pre-training a probe) after every epoch. E2E_HANG_AT_EPOCH=k: in the second iteration
-    of epoch k, touch E2E_READY_FILE and hang (the test kills the process there). E2E_NAN_AT_EPOCH=k: NaN input."""
+    """E2E_EPOCHS epochs (default 3), a checkpoint (and for pre-training a probe) after every epoch.
+    E2E_HANG_AT_EPOCH=k: in the second iteration of epoch k, touch E2E_READY_FILE and hang (the test kills the
+    process there). E2E_NAN_AT_EPOCH=k: NaN input."""
 
     def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
@@ -101,6 +103,10 @@ class nnUNetTrainerMAEFinetune_CNN_e2e(_Tiny, nnUNetTrainerMAEFinetune_CNN):
 
 class nnUNetTrainer_e2e(_Tiny, nnUNetTrainer):
     pass
+
+
+class nnUNetTrainerReliable_e2e(Reliability, nnUNetTrainer_e2e):
+    """nnU-Net's own trainer with this package's reliability room in front (tests/training/test_reliability.py)."""
 
 
 class nnUNetTrainerMAEFinetune_e2e_unpretrained(nnUNetTrainerMAEFinetune_e2e):

@@ -4,9 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from nnunet_mae.masking.grid_masking import (candidate_cell_counts, cell_entropy, cell_index_map, choose_grid,
-                                             entropy_mask_ratios, grid_token_mask, hierarchical_ratios,
-                                             hierarchical_remask)
+from nnunet_mae.masking.grid_masking import (candidate_cell_counts, cell_index_map, entropy_mask_ratios,
+                                             grid_token_mask, hierarchical_ratios, hierarchical_remask)
+
+
+def cell_entropy(images, token_size, cells, bins=32):
+    """The (B, N) cell entropies `grid_token_mask` computes for fixed cells."""
+    return grid_token_mask(images, token_size, cells=cells, bins=bins)[1]["cell_entropy"]
 
 
 def checkerboard(block: int, size: int = 32, batch: int = 2, seed: int = 0) -> torch.Tensor:
@@ -45,10 +49,10 @@ def test_cell_index_map_floor_rule_non_divisible():
         cell_index_map((5, 7, 5), (2, 8, 2))
 
 
-def test_cell_entropy_matches_numpy_histogram():
+def test_cell_entropies_match_numpy_histogram():
     x = half_noise(batch=2, size=8)
     x[1] *= 5.0  # each sample uses its own [min, max]
-    entropy = cell_entropy(x, (2, 2, 2), (4, 4, 4), (2, 2, 2), bins=8)
+    entropy = cell_entropy(x, (2, 2, 2), (2, 2, 2), bins=8)
     assert entropy.shape == (2, 8)
     for b in range(2):
         v = x[b, 0].numpy()
@@ -64,7 +68,7 @@ def test_cell_entropy_matches_numpy_histogram():
 
 def test_higher_entropy_cells_get_higher_ratios():
     x = half_noise()
-    entropy = cell_entropy(x, (2, 2, 2), (8, 8, 8), (2, 2, 2))
+    entropy = cell_entropy(x, (2, 2, 2), (2, 2, 2))
     ratios = entropy_mask_ratios(entropy)
     assert torch.all(ratios[:, 4:].min(1).values > ratios[:, :4].max(1).values)  # noise half vs constant half
     assert ratios.min().item() == pytest.approx(0.35) and ratios.max().item() == pytest.approx(0.65)
@@ -79,7 +83,7 @@ def test_higher_entropy_cells_get_higher_ratios():
 def test_grid_choice_follows_structure_scale(block, expected):
     # 64^3 voxels, 4^3 tokens -> 16^3 tokens. Blocks of `block` voxels match the cells of the expected grid
     # (CV = 1); coarser grids mix noise and constant evenly (CV ~ 0); finer grids tie on CV but pay G^-0.1.
-    assert choose_grid(checkerboard(block, size=64), (4, 4, 4), (16, 16, 16)) == expected
+    assert grid_token_mask(checkerboard(block, size=64), (4, 4, 4))[1]["cells"] == expected
 
 
 def test_mask_counts_per_cell_are_rounded_ratios_times_size():
@@ -121,6 +125,9 @@ def test_non_cubic_and_2d_grids():
 def test_hierarchical_ratios_halve():
     assert hierarchical_ratios(0.5, 4) == [0.5, 0.25, 0.125, 0.0625]
     assert hierarchical_ratios(0.5, 0) == []
+    assert hierarchical_ratios(0.3, 3, decay=0.8) == pytest.approx([0.3, 0.24, 0.192])
+    with pytest.raises(ValueError, match="decay"):
+        hierarchical_ratios(0.5, 3, decay=0.0)
 
 
 def test_hierarchical_remask():

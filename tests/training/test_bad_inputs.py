@@ -43,7 +43,7 @@ def test_cascade_finetuning_starts_from_the_parent_pretraining(tmp_path, monkeyp
     assert trainer.pretraining_folder().parent.name == "nnUNetTrainerMAEPretrain__nnUNetPlans__3d_fullres"
     with pytest.raises(FileNotFoundError, match="nnUNetv2_train Dataset999_Tiny 3d_fullres all -tr "
                                                 "nnUNetTrainerMAEPretrain`"):
-        trainer.find_pretrained_checkpoint()
+        trainer.locate_pretrained()
 
 
 def pretrained_file(tmp_path, monkeypatch, trainer_class=nnUNetTrainerMAEPretrain):
@@ -82,7 +82,8 @@ def test_pretrained_checkpoint_of_another_size(tmp_path, monkeypatch):
     path = pretrained_file(tmp_path, monkeypatch, nnUNetTrainerMAEPretrain_T)
     trainer = finetuner(tmp_path, monkeypatch, path)
     before = trainer.network.encoder.blocks[0].attn.qkv.weight.clone()
-    with pytest.raises(TransferError, match="pre-trained by nnUNetTrainerMAEPretrain_T with embed_dim 192.*same ViT size and token size"):
+    with pytest.raises(TransferError, match="pre-trained by nnUNetTrainerMAEPretrain_T with embed_dim 192"
+                                            ".*same ViT size and token size"):
         trainer.load_pretrained_encoder()
     assert torch.equal(before, trainer.network.encoder.blocks[0].attn.qkv.weight)  # nothing half-loaded
 

@@ -139,6 +139,16 @@ def test_metadata_and_encoder_fits_finetuning(trainer):
     trainer.encoder_in_finetuning_network()  # raises if the GMIM encoder does not load into the fine-tuning net
 
 
+def test_hierarchical_decay_is_the_ratio_factor_per_level(trainer):
+    """reference.md: `hierarchical_decay` is GMIM's --hierarchical_masking, the re-mask ratio factor per level."""
+    default = trainer.hierarchical_decay
+    try:
+        trainer.hierarchical_decay = 0.8
+        assert trainer.remask_ratios() == pytest.approx([0.4, 0.32, 0.256])
+    finally:
+        trainer.hierarchical_decay = default
+
+
 def test_intensity_view_is_seeded_per_sample_and_keeps_shape():
     x = tiny_images(batch=8)
     a = intensity_view(x, generator=torch.Generator().manual_seed(3))

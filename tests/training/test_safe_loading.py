@@ -116,7 +116,8 @@ def test_explicit_pretrained_weights_win_over_the_automatic_search(tmp_path, mon
     assert _all_but_seg_layers_equal(trainer.network, 0.123)
     log = open(trainer.log_file).read()
     assert f"Weights loaded from -pretrained_weights {explicit}" in log
-    assert "given explicitly): the automatic search for a pre-trained encoder is skipped and nnUNet_MAE_pretrained" in log
+    assert ("given explicitly): the automatic search for a pre-trained encoder is skipped and nnUNet_MAE_pretrained"
+            in log)
 
 
 def test_explicit_pretrained_weights_need_no_automatic_pretraining(tmp_path, monkeypatch):
@@ -124,7 +125,7 @@ def test_explicit_pretrained_weights_need_no_automatic_pretraining(tmp_path, mon
     monkeypatch.delenv("nnUNet_MAE_pretrained", raising=False)
     trainer = tiny_trainer(nnUNetTrainerGMIMFinetune_smoke, tmp_path / "ft", monkeypatch, fold=0)
     with pytest.raises(FileNotFoundError, match="No pre-trained encoder"):
-        trainer.find_pretrained_checkpoint()  # there is no automatic pre-training
+        trainer.locate_pretrained()  # there is no automatic pre-training
     run_training.maybe_load_checkpoint(trainer, False, False, str(explicit))
     trainer.start_from_pretrained_encoder()  # no error: the explicit file is the start
     assert _all_but_seg_layers_equal(trainer.network, 0.5)

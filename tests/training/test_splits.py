@@ -32,7 +32,8 @@ def test_written_atomically_without_leftovers(tmp_path):
     assert json.loads(path.read_text()) == splits and [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
-@pytest.mark.parametrize("content, why", [("", r"it is empty \(0 bytes\)"), ("[{\"train\": ", "it is not readable JSON"),
+@pytest.mark.parametrize("content, why", [("", r"it is empty \(0 bytes\)"),
+                                          ("[{\"train\": ", "it is not readable JSON"),
                                           ("{\"a\": 1}", "it is not a list of")])
 def test_broken_split_file_is_named_with_the_fix(tmp_path, monkeypatch, content, why):
     trainer = tiny_trainer(nnUNetTrainerViT, tmp_path, monkeypatch, fold=0)

@@ -66,3 +66,49 @@ def test_the_hook_is_a_file_of_the_installed_distribution():
     from tests.cli.test_main import installed_distribution
 
     assert PTH_NAME in [str(f) for f in installed_distribution().files]
+
+
+def documented_trainer_names() -> dict[str, list[str]]:
+    """Every `nnUNetTrainer...` class name the README and documentation/ mention, with the files that mention it;
+    results-folder names (`<trainer>__<plans>__<configuration>`) are cut at the `__`."""
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    names: dict[str, list[str]] = {}
+    for path in [root / "README.md", *sorted((root / "documentation").rglob("*.md"))]:
+        for match in re.finditer(r"\bnnUNetTrainer\w*", path.read_text()):
+            name = match.group(0).split("__")[0]
+            names.setdefault(name, []).append(str(path.relative_to(root)))
+    return names
+
+
+# documented as examples of a user's own subclass, not as trainers of the package
+USER_SUBCLASS_EXAMPLES = {"nnUNetTrainerMAEPretrain_seed0", "nnUNetTrainerViT_mine"}
+
+
+def test_every_documented_trainer_name_is_found_by_nnunet(monkeypatch):
+    """What the docs name, a user types after -tr: each one must be a trainer of the package, of nnU-Net, or of
+    the benchmarks' extTrainer folder (benchmarks.md)."""
+    monkeypatch.setenv("nnUNet_extTrainer", os.pathsep.join([str(BENCHMARK_TRAINERS), EXT_TRAINER_DIR]))
+    documented = documented_trainer_names()
+    assert {"nnUNetTrainerMAEPretrain_5epochs", "nnUNetTrainerMAEFinetune_PrimusV3B_smoke"} <= set(trainers.__all__)
+    assert len(documented) > 30
+    missing = {}
+    for name, files in documented.items():
+        if name in USER_SUBCLASS_EXAMPLES:
+            continue
+        try:
+            recursive_find_trainer_class_by_name(name)
+        except RuntimeError:
+            missing[name] = sorted(set(files))
+    assert not missing, f"documented but not found by nnU-Net: {missing}"
+
+
+def test_the_variant_sentence_holds_for_every_trainer():
+    """README: every trainer has `_smoke`, `_5epochs`, `_50epochs`, `_250epochs` and `_fp32`/`_bf16` variants."""
+    bases = [name for name in trainers.__all__
+             if not any(name.endswith(f"_{s}") for s in [*trainers.SCHEDULES, *trainers.PRECISIONS])]
+    assert len(bases) > 20
+    for base in bases:
+        for suffix in [*trainers.SCHEDULES, *trainers.PRECISIONS]:
+            assert f"{base}_{suffix}" in trainers.__all__, f"{base}_{suffix}"

@@ -3,8 +3,8 @@
 Crops come from nnU-Net's preprocessed cases (its dataset classes read them), at the training patch size. Crop k of a
 case is centred on a voxel drawn with a generator seeded by (seed, case, k): a labelled (foreground) voxel for even
 k, any voxel for odd k, as nnU-Net's loader oversamples foreground. For a 2D configuration (a 2D patch of 3D cases,
-as nnU-Net's 2d loader) the crop is taken from the slice through that voxel. Parts of a crop outside the case are zero in the
-image and IGNORE in the labels. Labels become class indices 0..K-1 in the order of `label_values`; nnU-Net's -1
+as nnU-Net's 2d loader) the crop is taken from the slice through that voxel. Parts of a crop outside the case are zero
+in the image and IGNORE in the labels. Labels become class indices 0..K-1 in the order of `label_values`; nnU-Net's -1
 (outside the normalisation mask) counts as background, its ignore label as IGNORE.
 """
 
@@ -77,8 +77,8 @@ def labelled_crops(dataset, identifiers: Sequence[str], patch: Sequence[int], *,
                 if value != -2:
                     if int(value) not in lookup:
                         raise ValueError(f"Case {identifier} has label {int(value)}, which dataset.json does not "
-                                         f"list ({sorted(v for v in lookup if v >= 0)}); fix the labels or dataset.json "
-                                         f"and preprocess again.")
+                                         f"list ({sorted(v for v in lookup if v >= 0)}); fix the labels or "
+                                         f"dataset.json and preprocess again.")
                     classes[label == value] = lookup[int(value)]
             images.append(image)
             labels.append(classes)

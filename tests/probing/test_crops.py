@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from nnunet_mae.data.probe_crops import crop_case, labelled_crops
+from nnunet_mae.probing.crops import crop_case, labelled_crops
 from nnunet_mae.probing.fit import IGNORE
 
 
