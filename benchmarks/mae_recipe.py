@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -28,7 +29,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import DATASET, DEFAULT_DATA, machine_info, prepare_workspace, run_logged, workspace_environment  # noqa
 
-RECIPES = ["default", "normpix", "lr1e4", "lr1e3", "mr50", "mr90", "dec8", "long"]
+# the recipes: every class nnUNetTrainerMAEPretrain_recipe_<name> of benchmarks/trainers/recipe_trainers.py
+RECIPES = re.findall(r"^class nnUNetTrainerMAEPretrain_recipe_(\w+)\(",
+                     (Path(__file__).resolve().parent / "trainers" / "recipe_trainers.py").read_text(), re.M)
 
 
 def parse(argv):

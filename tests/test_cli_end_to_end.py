@@ -47,7 +47,8 @@ def test_mae_pretraining_feeds_both_finetuning_routes(workspace, mae_pretrained)
     root, env = workspace
     checkpoint_file = mae_pretrained / "checkpoint_final.pth"
     metadata = load(checkpoint_file)["nnunet_mae"]
-    assert metadata["masking"] == {"type": "random", "mask_ratio": 0.75, "normalize_targets": False}
+    assert metadata["masking"] == {"type": "random", "mask_ratio": 0.75, "normalize_targets": False,
+                                   "loss_on_visible": True, "uniformity_weight": 0.0}
     assert list((mae_pretrained / "reconstructions").glob("epoch_*.png"))
     assert (mae_pretrained / "progress.png").is_file()
     assert not (mae_pretrained / "validation").exists()  # segmentation validation is skipped

@@ -23,6 +23,8 @@ class RecipeBudget(Schedule):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.seed = 0
         self.probe_every = 0  # the snapshots are probed afterwards, with several seeds (benchmarks/mae_recipe.py)
+        # the recipes as measured before 2026-12-06 (masked-token loss only, no uniformity term); `unif`, `vis` set them
+        self.uniformity_weight, self.loss_on_visible = 0.0, False
 
     def on_epoch_end(self):
         epoch = self.current_epoch
@@ -37,7 +39,8 @@ class RecipeBudget(Schedule):
 
 
 class nnUNetTrainerMAEPretrain_recipe_default(RecipeBudget, nnUNetTrainerMAEPretrain):
-    """The package's recipe (nnssl's): AdamW 3e-4, betas 0.9/0.98, wd 0.05, raw z-scored targets, mask 0.75."""
+    """The package's recipe until 2026-12-06 (nnssl's): AdamW 3e-4, betas 0.9/0.98, wd 0.05, raw z-scored targets,
+    mask 0.75, no uniformity term."""
 
 
 class nnUNetTrainerMAEPretrain_recipe_normpix(RecipeBudget, nnUNetTrainerMAEPretrain):
@@ -81,3 +84,26 @@ class nnUNetTrainerMAEPretrain_recipe_long(RecipeBudget, nnUNetTrainerMAEPretrai
 
     num_epochs = 120
     snapshot_every = 12
+
+
+class nnUNetTrainerMAEPretrain_recipe_unif(RecipeBudget, nnUNetTrainerMAEPretrain):
+    """The nnssl recipe plus U-MAE's uniformity term on the encoder's tokens at weight 0.5 (Zhang et al., NeurIPS
+    2022; losses/uniformity.py, `uniformity_weight`): the mean squared cosine
+    similarity between different visible tokens of the batch, centred over the batch (random init: about 0.06; the
+    nnssl recipe after 4,000 iterations: 0.66). Training steps only; the validation loss stays the reconstruction
+    loss. (The run of 2026-12-06 used this term written here, as a hook in this class; the package's is the same.)"""
+
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.uniformity_weight = 0.5
+
+
+class nnUNetTrainerMAEPretrain_recipe_vis(RecipeBudget, nnUNetTrainerMAEPretrain):
+    """The nnssl recipe with the loss on every token, visible ones included, in training steps (MAE's ablation "loss
+    on all patches"; the package's default for the ViT since 2026-12-06, `loss_on_visible`): the decoder must give
+    back each visible token, so the encoder cannot drop per-token information. The validation loss stays the
+    masked-token loss. (The run of 2026-12-06 used this loss written here, in this class; the package's is the same.)"""
+
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.loss_on_visible = True

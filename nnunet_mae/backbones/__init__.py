@@ -14,6 +14,9 @@ A family is a class with static/class methods only (no state), holding everythin
 - `mae_forward(network, images, ids_keep, ids_restore, mask, token_size)`: predictions (B, L, P) of every token's
   voxels, in `architectures.tokens.patchify` order;
 - `probe_features(network, images)`: the feature maps the segmentation network's decoder reads (the probe's input);
+- optional, MAE defaults measured for the family: `mae_loss_on_visible` (the loss on every token in training
+  steps; False where absent), `mae_uniformity_weight` (0 where absent), and `mae_encoder_output(network)` (the module
+  whose output is the encoder's tokens in the MAE forward, where a uniformity term reads them);
 - `training_recipe(kind)`: trainer attributes for "segmentation", "pretraining" or "finetuning" that differ from
   the ViT recipe of the base trainer (optimiser, learning rate, deep supervision ...).
 

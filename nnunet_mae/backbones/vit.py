@@ -44,6 +44,16 @@ class ViT:
     def mae_network(kwargs: dict, mae_decoder: dict) -> nn.Module:
         return MAEPretrainingNetwork(**kwargs, **mae_decoder)
 
+    # MAE's loss on every token, visible ones included, in training steps: measured for ViT-S on Hippocampus (the
+    # masked-only loss collapses the encoder there; documentation/benchmarks.md)
+    mae_loss_on_visible = True
+
+    @staticmethod
+    def mae_encoder_output(network: nn.Module) -> nn.Module:
+        """The module whose output is the encoder's tokens in the MAE forward (the final norm, (B, L_visible, D)): where
+        the optional uniformity term (`uniformity_weight`) reads them."""
+        return network.encoder.norm
+
     @staticmethod
     def mae_forward(network, images, ids_keep, ids_restore, mask, token_size) -> torch.Tensor:
         return network(images, ids_keep, ids_restore)
