@@ -4,13 +4,17 @@ against the ViT-S fine-tuned from its MAE encoder (UNETR-style and patch decoder
     python benchmarks/label_efficiency.py                                   # CPU protocol, every stage
     python benchmarks/label_efficiency.py --stages report                   # rebuild the table from finished runs
     python benchmarks/label_efficiency.py --protocol gpu --device cuda      # adds nnU-Net's PrimusV3-S
+    python benchmarks/label_efficiency.py --arms vit,mae --seconds_per_arm 420 --seeds_10 3 --seeds_100 0
+                                                                            # one pair, 3 seeds, 10% of the labels
 
 Stages, each skipped where its output exists, so an interrupted benchmark continues where it stopped:
 1. prepare: nnU-Net plans and preprocesses 3d_fullres; `splits_final.json` gets two folds: 0 = nnU-Net's fold 0
    (160 training, 40 validation cases), 1 = a seeded 10% of fold 0's training cases, same validation cases. Any
    nnU-Net trainer uses them with `-f 0` / `-f 1`.
 2. time: every arm's real `train_step` (one batch from its own loader, its own precision) timed side by side in
-   one process, interleaved; equal time = each arm's iteration count is `seconds_per_arm / its step time`.
+   one process, interleaved; equal time = each arm's iteration count is `seconds_per_arm / its step time`. An
+   arm with the same network and precision as its scratch arm (the ViT-S + MAE arms) shares one step time with it,
+   the mean of the two, so that such a pair trains for the same number of iterations.
    The counts go to budget.json, so arms can run later, elsewhere or in parallel and still get equal time.
 3. pretrain: MAE pre-training once on fold 0's training images (labels unused; validation images never seen),
    shared by every MAE arm, fraction and seed; its time is reported separately and amortised.
@@ -48,6 +52,8 @@ def parse(argv):
     parser.add_argument("--stages", default="prepare,time,pretrain,runs,report")
     parser.add_argument("--seconds_per_arm", type=float, help="override the protocol's equal-time budget")
     parser.add_argument("--pretrain_seconds", type=float)
+    parser.add_argument("--seeds_10", type=int, help="seeds at 10%% of the labels (override the protocol's)")
+    parser.add_argument("--seeds_100", type=int, help="seeds at 100%% of the labels; 0 skips that fraction")
     parser.add_argument("--timing_rounds", type=int, default=3)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--work", type=Path, default=Path("/tmp/nnunet_mae_label_efficiency"))
@@ -55,7 +61,7 @@ def parse(argv):
     parser.add_argument("--time_worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     settings = dict(PROTOCOLS[args.protocol])
-    for key in ("seconds_per_arm", "pretrain_seconds"):
+    for key in ("seconds_per_arm", "pretrain_seconds", "seeds_10", "seeds_100"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     args.settings = settings
@@ -150,13 +156,16 @@ def time_arms(args, env: dict) -> None:
     if missing:
         sys.exit(f"{args.work / 'step_times.json'} has no step time for {missing}: delete it to time all arms again.")
     settings, budget = args.settings, {"iterations_per_epoch": {}, "total_iterations": {}}
+    step = dict(measured["step_seconds"])
+    for arm in [ARMS[a] for a in args.arms if ARMS[a].same_network and ARMS[a].scratch in args.arms]:
+        step[arm.base] = step[ARMS[arm.scratch].base] = (step[arm.base] + step[ARMS[arm.scratch].base]) / 2
     for arm in [ARMS[a] for a in args.arms] + needed_pretrainings(args):
         seconds = settings["pretrain_seconds"] if arm in PRETRAININGS.values() else settings["seconds_per_arm"]
-        per_epoch = max(1, round(seconds / measured["step_seconds"][arm.base] / settings["epochs"]))
+        per_epoch = max(1, round(seconds / step[arm.base] / settings["epochs"]))
         budget["iterations_per_epoch"][arm.trainer] = per_epoch
         budget["total_iterations"][arm.trainer] = per_epoch * settings["epochs"]
     budget.update(epochs=settings["epochs"], val_iterations=settings["val_iterations"], settings=settings,
-                  step_seconds=measured["step_seconds"], machine=measured["machine"])
+                  step_seconds=measured["step_seconds"], budget_step_seconds=step, machine=measured["machine"])
     path = args.work / "budget.json"
     if path.is_file() and json.loads(path.read_text())["iterations_per_epoch"] != budget["iterations_per_epoch"]:
         sys.exit(f"{path} holds another budget (other settings or step times): runs already trained with it would "

@@ -20,6 +20,7 @@ class Arm:
     pretraining: str | None = None
     scratch: str | None = None  # the arm this one must beat
     gpu_only: bool = False
+    same_network: bool = False  # as its scratch arm (network, precision): one step time, the mean of the two
 
 
 ARMS = {
@@ -28,9 +29,10 @@ ARMS = {
     "vit": Arm("ViT-S UNETR-style, scratch", "nnUNetTrainerViT", "nnUNetTrainerViT_le"),
     "vit_patch": Arm("ViT-S patch decoder, scratch", "nnUNetTrainerViT_patchdec", "nnUNetTrainerViT_patchdec_le"),
     "mae": Arm("ViT-S UNETR-style + MAE", "nnUNetTrainerMAEFinetune", "nnUNetTrainerMAEFinetune_le", "mae",
-               scratch="vit"),
+               scratch="vit", same_network=True),
     "mae_patch": Arm("ViT-S patch decoder + MAE", "nnUNetTrainerMAEFinetune_patchdec",
-                     "nnUNetTrainerMAEFinetune_patchdec_le", "mae", scratch="vit_patch"),
+                     "nnUNetTrainerMAEFinetune_patchdec_le", "mae", scratch="vit_patch",
+                     same_network=True),
     "primusv3": Arm("PrimusV3-S from scratch", "nnUNet_PrimusV3S_Trainer", "nnUNet_PrimusV3S_Trainer_le",
                     gpu_only=True),
     "primusv3_mae": Arm("PrimusV3-S + MAE", "nnUNetTrainerMAEFinetune_PrimusV3S",
@@ -58,7 +60,7 @@ def pretrained_checkpoint(args, key: str) -> Path:
 def planned_runs(args) -> list[tuple[str, int, str]]:
     """(fraction, seed, arm), the 10% fraction first, one seed of every arm before the next seed."""
     s = args.settings
-    order = [("10%", 0), ("100%", 0)] + [("10%", k) for k in range(1, s["seeds_10"])] + [
+    order = [("10%", 0)] + [("100%", 0)] * (s["seeds_100"] > 0) + [("10%", k) for k in range(1, s["seeds_10"])] + [
         ("100%", k) for k in range(1, s["seeds_100"])]
     return [(fraction, seed, arm) for fraction, seed in order for arm in args.arms]
 

@@ -107,3 +107,12 @@ class nnUNetTrainerMAEPretrain_recipe_vis(RecipeBudget, nnUNetTrainerMAEPretrain
     def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.loss_on_visible = True
+
+
+class nnUNetTrainerMAEPretrain_recipe_vis_seed1(nnUNetTrainerMAEPretrain_recipe_vis):
+    """`vis` with pre-training seed 1 (network initialisation, masks, sampling): the spread between pre-training
+    seeds."""
+
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.seed = 1

@@ -1,6 +1,7 @@
 """benchmarks/label_efficiency.py: the label-fraction split nnU-Net's own trainers read, and the equal-iteration
 view."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -62,3 +63,22 @@ def test_gain_is_judged_against_the_seed_spread_only_when_there_are_two_seeds():
     close = label_efficiency_report.gains([run("mae", 0, 0.40), run("mae", 1, 0.50), run("vit", 0, 0.40),
                                            run("vit", 1, 0.45)])
     assert "spread 0.100: gain not more than the spread" in close[0]
+
+
+def test_seed_options_set_the_runs_and_zero_seeds_skips_a_fraction():
+    default = label_efficiency_protocol.planned_runs(label_efficiency.parse(["--arms", "vit,mae"]))
+    assert default[:4] == [("10%", 0, "vit"), ("10%", 0, "mae"), ("100%", 0, "vit"), ("100%", 0, "mae")]
+    runs = label_efficiency_protocol.planned_runs(
+        label_efficiency.parse(["--arms", "vit,mae", "--seeds_10", "3", "--seeds_100", "0"]))
+    assert runs == [("10%", seed, arm) for seed in range(3) for arm in ("vit", "mae")]
+
+
+def test_an_arm_with_its_scratch_arms_network_gets_the_same_iterations(tmp_path):
+    args = label_efficiency.parse(["--arms", "cnn,vit,mae", "--work", str(tmp_path), "--seconds_per_arm", "400"])
+    steps = {"nnUNetTrainer": 4.0, "nnUNetTrainerViT": 1.0, "nnUNetTrainerMAEFinetune": 1.5,
+             "nnUNetTrainerMAEPretrain": 0.25}
+    (tmp_path / "step_times.json").write_text(json.dumps({"step_seconds": steps, "machine": {}}))
+    label_efficiency.time_arms(args, {})
+    total = json.loads((tmp_path / "budget.json").read_text())["total_iterations"]
+    assert total["nnUNetTrainerViT_le"] == total["nnUNetTrainerMAEFinetune_le"] == 8 * round(400 / 1.25 / 8)
+    assert total["nnUNetTrainer_le"] == 8 * round(400 / 4.0 / 8)  # no partner: its own step time
