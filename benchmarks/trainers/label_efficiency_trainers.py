@@ -2,7 +2,9 @@
 
 The budget (epochs × iterations per arm, validation iterations) is not a constant here: the benchmark measures
 every arm's step time side by side at its start and writes the equal-time iteration counts to a JSON file named
-by LABEL_EFFICIENCY_BUDGET; LABEL_EFFICIENCY_SEED seeds Python, NumPy and torch before the network is built.
+by LABEL_EFFICIENCY_BUDGET (benchmarks/converged.py writes its measured convergence budgets to such a file too:
+`epochs_per_trainer` overrides `epochs`; `attributes` sets trainer attributes where the trainer has them, such as
+a pre-training's `probe_every`); LABEL_EFFICIENCY_SEED seeds Python, NumPy and torch before the network is built.
 Everything else (network, loss, optimiser, augmentation, precision) is the base trainer's own recipe.
 Final validation runs without test-time mirroring for every arm alike (8× less prediction time on a CPU).
 """
@@ -17,8 +19,9 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.training.nnUNetTrainer.primus.primus_trainers import nnUNet_Primus_S_Trainer, nnUNet_PrimusV3S_Trainer
 
 from nnunet_mae.training.seeding import seed_everything
-from nnunet_mae.training.trainers import (nnUNetTrainerMAEFinetune, nnUNetTrainerMAEFinetune_patchdec,
-                                          nnUNetTrainerMAEFinetune_PrimusV3S, nnUNetTrainerMAEPretrain,
+from nnunet_mae.training.trainers import (nnUNetTrainerMAEFinetune, nnUNetTrainerMAEFinetune_CNN,
+                                          nnUNetTrainerMAEFinetune_patchdec, nnUNetTrainerMAEFinetune_PrimusV3S,
+                                          nnUNetTrainerMAEPretrain, nnUNetTrainerMAEPretrain_CNN,
                                           nnUNetTrainerMAEPretrain_PrimusV3S, nnUNetTrainerViT,
                                           nnUNetTrainerViT_patchdec)
 
@@ -43,7 +46,7 @@ class EqualTime:
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         budget = read_budget(type(self).__name__)
-        self.num_epochs = budget["epochs"]
+        self.num_epochs = budget.get("epochs_per_trainer", {}).get(type(self).__name__, budget["epochs"])
         self.num_iterations_per_epoch = budget["iterations_per_epoch"][type(self).__name__]
         self.num_val_iterations_per_epoch = budget["val_iterations"]
         self.benchmark_seed = int(os.environ.get(SEED_ENV, "0"))
@@ -51,6 +54,9 @@ class EqualTime:
             self.seed = self.benchmark_seed
         if hasattr(self, "warmup_duration_whole_net"):  # Primus: its warm-up (50 of 1000 epochs) scaled to the budget
             self.warmup_duration_whole_net = max(1, round(self.num_epochs * 50 / 1000))
+        for key, value in budget.get("attributes", {}).items():  # e.g. a pre-training's probe_every, probe_fold
+            if hasattr(self, key):
+                setattr(self, key, value)
         if hasattr(self, "reconstruction_png_every"):
             self.reconstruction_png_every = max(1, self.num_epochs // 2)
 
@@ -94,6 +100,14 @@ class nnUNetTrainerMAEFinetune_le(EqualTime, nnUNetTrainerMAEFinetune):
 
 class nnUNetTrainerMAEFinetune_patchdec_le(EqualTime, nnUNetTrainerMAEFinetune_patchdec):
     pretrain_trainer_name = "nnUNetTrainerMAEPretrain_le"
+
+
+class nnUNetTrainerMAEPretrain_CNN_le(EqualTime, nnUNetTrainerMAEPretrain_CNN):
+    finetune_trainer_name = "nnUNetTrainerMAEFinetune_CNN_le"
+
+
+class nnUNetTrainerMAEFinetune_CNN_le(EqualTime, nnUNetTrainerMAEFinetune_CNN):
+    pretrain_trainer_name = "nnUNetTrainerMAEPretrain_CNN_le"
 
 
 class nnUNetTrainerMAEPretrain_PrimusV3S_le(EqualTime, nnUNetTrainerMAEPretrain_PrimusV3S):

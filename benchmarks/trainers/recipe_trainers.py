@@ -7,15 +7,14 @@ only) so that other probes can read the same encoders later. Only the attribute 
 
 from __future__ import annotations
 
-import os
-
 import torch
+from snapshots import Snapshots  # this folder: on sys.path while nnU-Net looks up a trainer
 
 from nnunet_mae.training.schedules import Schedule
 from nnunet_mae.training.trainers import nnUNetTrainerMAEPretrain
 
 
-class RecipeBudget(Schedule):
+class RecipeBudget(Snapshots, Schedule):
     num_epochs, iterations, val_iterations, png_every = 40, 100, 2, 10
     snapshot_every = 4
 
@@ -26,16 +25,8 @@ class RecipeBudget(Schedule):
         # the recipes as measured before 2026-12-06 (masked-token loss only, no uniformity term); `unif`, `vis` set them
         self.uniformity_weight, self.loss_on_visible = 0.0, False
 
-    def on_epoch_end(self):
-        epoch = self.current_epoch
-        super().on_epoch_end()
-        if self.local_rank == 0 and ((epoch + 1) % self.snapshot_every == 0 or epoch == 0):
-            folder = os.path.join(self.output_folder, "snapshots")
-            os.makedirs(folder, exist_ok=True)
-            torch.save({"network_weights": self.network.state_dict(), "epoch": epoch,
-                        "iterations": (epoch + 1) * self.num_iterations_per_epoch,
-                        "train_seconds": self.training_seconds(), **self.checkpoint_extras()},
-                       os.path.join(folder, f"epoch_{epoch + 1:04d}.pth"))
+    def snapshot_now(self, epoch: int) -> bool:
+        return (epoch + 1) % self.snapshot_every == 0 or epoch == 0
 
 
 class nnUNetTrainerMAEPretrain_recipe_default(RecipeBudget, nnUNetTrainerMAEPretrain):

@@ -1,0 +1,311 @@
+"""Does pre-training pay once training has converged? Hippocampus at 10% of the labels, every arm run to a measured
+convergence budget (issue 25).
+
+    python benchmarks/converged.py --work /work/ws/converged                   # every stage, every backbone
+    python benchmarks/converged.py --work /work/ws/converged --backbones vit   # the ViT-S pair only
+    python benchmarks/converged.py --work /work/ws/converged --stages report   # the table from what has finished
+
+Stages, each skipped where its output exists, so that the benchmark continues where it stopped (an interrupted
+nnU-Net run continues with `--c`); every finished run writes records/<run>.json with the CPU it ran on, since the
+machine may change between sessions:
+1. prepare: label_efficiency.py's workspace and split (fold 0: nnU-Net's 160 training / 40 validation cases; fold 1:
+   a seeded 16 of fold 0's training cases, the same 40 validation cases), and the dataset's imagesTs through
+   `nnunet_mae add_unlabeled`: pre-training sees every image but the 40 validation cases.
+2. scout: each backbone's scratch arm, seed 0, on the 16 cases, for up to --cap_epochs epochs of --iterations,
+   stopped where it converges: the first epoch e (at least --min_epochs) at which nnU-Net's EMA pseudo Dice has
+   moved by less than --tolerance over the last quarter of the run so far (epochs 3e/4 to e) and is at least
+   --min_dice (a run that still predicts background only has not started); e epochs is the budget of every run of
+   the backbone. A scout that never converges gives its cap, and its runs say `"converged": false`. Result:
+   scout_<backbone>.json (the EMA curve, seconds per epoch, the CPU).
+3. pretrain: each backbone's MAE pre-training on fold 0's training images and the unlabeled ones, for up to
+   --pretrain_cap epochs of --pretrain_iterations, probed every --probe_every epochs with the 16 labelled cases
+   (probe fold 1), a snapshot of the network at every probe. The plateau: the snapshot at which the probe's
+   stopping signal came ("pre-training has stopped paying"), or the last one if it never came.
+4. runs: each backbone's scratch arm and its arm fine-tuned from the plateau snapshot, --seeds seeds each, at the
+   scout's budget; each run's own EMA pseudo Dice is judged by the same criterion (`converged`). Dice: nnU-Net's
+   own validation of the 40 cases (no test-time mirroring, every arm alike).
+5. check: fine-tuning (seed 0) from the first and the last snapshot too: does the probe rank the early, plateau and
+   late encoders as fine-tuning does?
+6. report: results.json (one row per run), results.md and learning_curves.png in --out.
+Trainers: the scratch and fine-tuning arms are label_efficiency.py's `_le` trainers, with this benchmark's budget
+files; the pre-trainings are in benchmarks/trainers/converged_trainers.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE / "trainers")]
+from common import CONFIGURATION, DEFAULT_DATA, machine_info, run_logged, trainer_folder  # noqa: E402
+from label_efficiency import environment, prepare  # noqa: E402
+from converged_trainers import SCOUT_FILE  # noqa: E402
+from label_efficiency_protocol import FRACTIONS  # noqa: E402
+
+from nnunet_mae.transfer.checkpoint_io import safe_torch_load  # noqa: E402
+
+LABELLED_FOLD = FRACTIONS["10%"][0]  # the 16 labelled cases: every fine-tuning run and the probe
+PRETRAIN_FOLD = 0  # fold 0's training images (+ the unlabeled ones): never the 40 validation cases
+
+
+@dataclass(frozen=True)
+class Backbone:
+    title: str
+    scout: str  # the scratch arm's trainer, writing its EMA pseudo Dice every epoch (converged_trainers.py)
+    scratch: str  # trainer of the scratch arm (benchmarks/trainers/label_efficiency_trainers.py)
+    finetune: str  # trainer of the arm fine-tuned from the pre-trained encoder (same file)
+    pretrain: str  # its pre-training (benchmarks/trainers/converged_trainers.py)
+
+
+BACKBONES = {
+    "vit": Backbone("ViT-S UNETR-style", "nnUNetTrainerViT_scout", "nnUNetTrainerViT_le", "nnUNetTrainerMAEFinetune_le",
+                    "nnUNetTrainerMAEPretrain_cv"),
+    "cnn": Backbone("nnU-Net's default CNN (PlainConvUNet, nnUNetPlans)", "nnUNetTrainer_scout", "nnUNetTrainer_le",
+                    "nnUNetTrainerMAEFinetune_CNN_le", "nnUNetTrainerMAEPretrain_CNN_cv"),
+}
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backbones", default="vit,cnn")
+    parser.add_argument("--stages", default="prepare,scout,pretrain,runs,check,report")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--iterations", type=int, default=50, help="fine-tuning iterations per epoch")
+    parser.add_argument("--val_iterations", type=int, default=10, help="validation batches per epoch (pseudo Dice)")
+    parser.add_argument("--cap_epochs", type=int, default=100, help="the scout's cap")
+    parser.add_argument("--min_epochs", type=int, default=20)
+    parser.add_argument("--tolerance", type=float, default=0.01, help="EMA pseudo Dice change over the last quarter")
+    parser.add_argument("--min_dice", type=float, default=0.1, help="EMA pseudo Dice a converged run has reached")
+    parser.add_argument("--pretrain_iterations", type=int, default=100)
+    parser.add_argument("--pretrain_cap", type=int, default=40, help="pre-training epochs at most")
+    parser.add_argument("--probe_every", type=int, default=4, help="pre-training epochs between probes")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/nnunet_mae_converged"))
+    parser.add_argument("--out", type=Path, default=HERE.parent / "documentation" / "benchmarks" / "converged_cpu")
+    args = parser.parse_args(argv)
+    args.backbones = args.backbones.split(",")
+    unknown = sorted(set(args.backbones) - set(BACKBONES))
+    if unknown:
+        parser.error(f"unknown backbone(s) {unknown}; choose from {sorted(BACKBONES)}")
+    return args
+
+
+# ----- convergence ---------------------------------------------------------------------------------------------------
+def quarter_is_flat(ema: list[float], epochs: int, tolerance: float, min_dice: float) -> bool:
+    """After `epochs` epochs: the EMA pseudo Dice moved by less than `tolerance` over the last quarter of them
+    (at least two values) and has reached `min_dice`."""
+    window = ema[max(0, epochs - 1 - max(1, epochs // 4)):epochs]
+    return len(window) >= 2 and max(window) - min(window) < tolerance and ema[epochs - 1] >= min_dice
+
+
+def convergence_epoch(ema: list[float], tolerance: float, min_dice: float, min_epochs: int) -> int | None:
+    """The first epoch count at which the run counts as converged, None if it never does."""
+    return next((e for e in range(min_epochs, len(ema) + 1) if quarter_is_flat(ema, e, tolerance, min_dice)), None)
+
+
+def ema_pseudo_dice(checkpoint: Path) -> list[float]:
+    return [float(x) for x in safe_torch_load(checkpoint)["logging"]["ema_fg_dice"]]
+
+
+# ----- where things live ---------------------------------------------------------------------------------------------
+def scout_folder(args, name: str) -> Path:
+    return trainer_folder(args.work / "results" / "scout", BACKBONES[name].scout, LABELLED_FOLD)
+
+
+def scout_file(args, name: str) -> Path:
+    return args.work / f"scout_{name}.json"
+
+
+def pretrain_folder(args, name: str) -> Path:
+    return trainer_folder(args.work / "results" / "pretraining", BACKBONES[name].pretrain, PRETRAIN_FOLD)
+
+
+def run_folder(args, name: str, pretrained: bool, seed: int, snapshot: Path | None = None) -> Path:
+    """Seed k of an arm in results/seed<k>; fine-tuning from another snapshot than the plateau in results/check_*."""
+    sub = f"check_{snapshot.stem}" if snapshot is not None else f"seed{seed}"
+    trainer = BACKBONES[name].finetune if pretrained else BACKBONES[name].scratch
+    return trainer_folder(args.work / "results" / sub, trainer, LABELLED_FOLD)
+
+
+def budget_file(args, stage: str, name: str) -> Path:
+    return args.work / f"budget_{stage}_{name}.json"
+
+
+def write_budget(path: Path, budget: dict) -> None:
+    """The budget file the trainers read; refuses to change one that runs were trained with."""
+    if path.is_file() and json.loads(path.read_text()) != budget:
+        sys.exit(f"{path} holds another budget (other options): runs trained with it would not be comparable. Use "
+                 f"the options of the first invocation, another --work, or delete {path} and the runs it made.")
+    path.write_text(json.dumps(budget, indent=1))
+
+
+def record(args, log: str, **values) -> None:
+    """records/<log>.json: a finished stage or run, with the machine it finished on."""
+    (args.work / "records").mkdir(parents=True, exist_ok=True)
+    (args.work / "records" / f"{log}.json").write_text(json.dumps(
+        {"run": log, **values, "finished": time.time(), "machine": machine_info(args.device)}, indent=1))
+
+
+def nnunet_train(args, env: dict, trainer: str, fold: int, folder: Path, *, seed: int, budget: Path,
+                 pretrained: Path | None = None) -> tuple[list[str], dict]:
+    """The command line and environment of one nnU-Net run (resumed with --c where it has a checkpoint)."""
+    run_env = dict(env, LABEL_EFFICIENCY_BUDGET=str(budget), LABEL_EFFICIENCY_SEED=str(seed),
+                   nnUNet_results=str(folder.parents[2]))
+    if pretrained is not None:
+        run_env["nnUNet_MAE_pretrained"] = str(pretrained)
+    resume = ["--c"] if any((folder / f).is_file() for f in ("checkpoint_latest.pth", "checkpoint_final.pth")) else []
+    return ["nnUNetv2_train", "4", CONFIGURATION, str(fold), "-tr", trainer, "-device", args.device] + resume, run_env
+
+
+def train(args, env: dict, trainer: str, fold: int, folder: Path, log: str, *, done: str, seed: int,
+          budget: Path, pretrained: Path | None = None) -> None:
+    """One nnU-Net run to its end, skipped where `done` exists, recorded."""
+    if (folder / done).is_file():
+        return
+    command, run_env = nnunet_train(args, env, trainer, fold, folder, seed=seed, budget=budget, pretrained=pretrained)
+    seconds = run_logged(command, run_env, args.work / "logs" / f"{log}.log", append=True, echo=True)
+    record(args, log, folder=str(folder), wall_seconds_last_invocation=seconds)
+
+
+# ----- stages --------------------------------------------------------------------------------------------------------
+def add_imagesTs(args, env: dict) -> None:
+    from nnunet_mae.data.unlabeled import unlabeled_folder, unlabeled_identifiers
+
+    base = args.work / "preprocessed" / "Dataset004_Hippocampus"
+    plans = json.loads((base / "nnUNetPlans.json").read_text())
+    folder = unlabeled_folder(base, plans["configurations"][CONFIGURATION]["data_identifier"])
+    if not (args.data / "imagesTs").is_dir() or unlabeled_identifiers(folder):
+        return
+    run_logged(["nnunet_mae", "add_unlabeled", "-d", "4", "--include_imagesTs", "-c", CONFIGURATION, "-np", "2"],
+               env, args.work / "logs" / "add_unlabeled.log", echo=True)
+
+
+def read_progress(folder: Path) -> dict:
+    path = folder / SCOUT_FILE
+    return json.loads(path.read_text()) if path.is_file() else {"ema_fg_dice": [], "epoch_seconds": []}
+
+
+def scout(args, env: dict, name: str) -> None:
+    """The scratch arm until its EMA pseudo Dice is flat (then stopped) or the cap: the backbone's budget."""
+    if scout_file(args, name).is_file():
+        return
+    spec, path, folder = BACKBONES[name], budget_file(args, "scout", name), scout_folder(args, name)
+    write_budget(path, {"epochs": args.cap_epochs, "iterations_per_epoch": {spec.scout: args.iterations},
+                        "val_iterations": args.val_iterations, "attributes": {"save_every": 5}})
+    command, run_env = nnunet_train(args, env, spec.scout, LABELLED_FOLD, folder, seed=0, budget=path)
+    log = args.work / "logs" / f"scout_{name}.log"
+    print(f"$ {' '.join(command)}  (log: {log}; stopped once converged)", flush=True)
+    found = None
+    with open(log, "a") as f:
+        process = subprocess.Popen(command, env=run_env, stdout=f, stderr=subprocess.STDOUT)
+        while found is None and process.poll() is None:
+            time.sleep(15)
+            found = convergence_epoch(read_progress(folder)["ema_fg_dice"], args.tolerance, args.min_dice,
+                                      args.min_epochs)
+        if process.poll() is None:  # converged: SIGTERM ends an nnunet_mae run cleanly
+            process.terminate()
+            process.wait()
+        elif process.returncode != 0:
+            sys.exit(f"{' '.join(command)} failed; see {log}")
+    progress = read_progress(folder)
+    epochs = found or args.cap_epochs
+    scout_file(args, name).write_text(json.dumps(
+        {"backbone": name, "trainer": spec.scout, "epochs": epochs, "converged": found is not None,
+         "iterations": epochs * args.iterations, "train_minutes": sum(progress["epoch_seconds"][:epochs]) / 60,
+         **progress, "criterion": {"tolerance": args.tolerance, "min_dice": args.min_dice,
+                                   "min_epochs": args.min_epochs}}, indent=1))
+    record(args, f"scout_{name}", folder=str(folder), epochs=epochs, converged=found is not None)
+
+
+def fine_tuning_epochs(args, name: str) -> tuple[int, bool] | None:
+    """(epochs, converged) from the scout; None until it has finished."""
+    if not scout_file(args, name).is_file():
+        return None
+    found = json.loads(scout_file(args, name).read_text())
+    return found["epochs"], found["converged"]
+
+
+def pretrain(args, env: dict, name: str) -> None:
+    spec, path = BACKBONES[name], budget_file(args, "pretrain", name)
+    write_budget(path, {"epochs": args.pretrain_cap, "iterations_per_epoch": {spec.pretrain: args.pretrain_iterations},
+                        "val_iterations": 2,
+                        "attributes": {"probe_every": args.probe_every, "probe_fold": LABELLED_FOLD}})
+    train(args, env, spec.pretrain, PRETRAIN_FOLD, pretrain_folder(args, name), f"pretrain_{name}",
+          done="checkpoint_final.pth", seed=0, budget=path)
+
+
+def snapshots(args, name: str) -> dict[str, Path] | None:
+    """The early (first), plateau and late (last) snapshots of a finished pre-training; None until it has finished.
+    The plateau: the snapshot at which the stopping signal came (what a user who follows it fine-tunes from), or
+    the last one if it never came."""
+    folder = pretrain_folder(args, name)
+    if not (folder / "checkpoint_final.pth").is_file():
+        return None
+    found = sorted((folder / "snapshots").glob("epoch_*.pth"))
+    stop = safe_torch_load(folder / "checkpoint_final.pth").get("probe", {}).get("stop_epoch")
+    plateau = folder / "snapshots" / f"epoch_{stop + 1:04d}.pth" if stop is not None else found[-1]
+    return {"early": found[0], "plateau": plateau, "late": found[-1]}
+
+
+def runs_budget(args, name: str) -> Path | None:
+    epochs = fine_tuning_epochs(args, name)
+    if epochs is None:
+        return None
+    spec, path = BACKBONES[name], budget_file(args, "runs", name)
+    write_budget(path, {"epochs": epochs[0], "iterations_per_epoch": {spec.scratch: args.iterations,
+                                                                      spec.finetune: args.iterations},
+                        "val_iterations": args.val_iterations})
+    return path
+
+
+def fine_tune(args, env: dict, name: str, check: bool) -> None:
+    spec, budget, chosen = BACKBONES[name], runs_budget(args, name), snapshots(args, name)
+    if budget is None or chosen is None:
+        print(f"{name}: the scout or the pre-training has not finished; skipping its runs.", flush=True)
+        return
+    if check:
+        for which in ("early", "late"):
+            if chosen[which] != chosen["plateau"]:
+                train(args, env, spec.finetune, LABELLED_FOLD, run_folder(args, name, True, 0, chosen[which]),
+                      f"check_{name}_{chosen[which].stem}", done="validation/summary.json", seed=0, budget=budget,
+                      pretrained=chosen[which])
+        return
+    for seed in range(args.seeds):
+        for pretrained in (False, True):
+            train(args, env, spec.finetune if pretrained else spec.scratch, LABELLED_FOLD,
+                  run_folder(args, name, pretrained, seed), f"{name}_{'mae' if pretrained else 'scratch'}_seed{seed}",
+                  done="validation/summary.json", seed=seed, budget=budget,
+                  pretrained=chosen["plateau"] if pretrained else None)
+
+
+STAGES = {"scout": scout, "pretrain": pretrain, "runs": lambda a, e, n: fine_tune(a, e, n, check=False),
+          "check": lambda a, e, n: fine_tune(a, e, n, check=True)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    env = environment(args)
+    (args.work / "logs").mkdir(parents=True, exist_ok=True)
+    stages = args.stages.split(",")
+    if "prepare" in stages:
+        prepare(args, env)
+        add_imagesTs(args, env)
+    for name in args.backbones:  # one backbone's whole chain before the next: a lost machine loses at most one run
+        for stage in (s for s in STAGES if s in stages):
+            STAGES[stage](args, env, name)
+    if "report" in stages:
+        from converged_report import write_report
+
+        write_report(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

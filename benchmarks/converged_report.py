@@ -1,0 +1,198 @@
+"""The tables, the gains and the curves of benchmarks/converged.py, from whatever has finished.
+
+Writes to --out: results.json (one entry per finished run at the measured budget: `arm`, `backbone`, `pretrained`,
+`seed`, `iterations`, `dice`, `converged`, and what else the run recorded), protocol.json (the budgets, the probe
+curves, the stopping-signal check, the CPU of every stage), results.md and learning_curves.png.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from converged import (BACKBONES, budget_file, pretrain_folder, quarter_is_flat, run_folder, scout_file,
+                       snapshots)
+
+from nnunet_mae.transfer.checkpoint_io import safe_torch_load
+
+
+def training_log(checkpoint: Path) -> dict:
+    logging = safe_torch_load(checkpoint)["logging"]
+    seconds = [e - s for s, e in zip(logging["epoch_start_timestamps"], logging["epoch_end_timestamps"])]
+    return {"epochs": len(seconds), "train_minutes": sum(seconds) / 60,
+            "ema_fg_dice": [float(x) for x in logging["ema_fg_dice"]]}
+
+
+def machine(args, log: str) -> str | None:
+    path = args.work / "records" / f"{log}.json"
+    return json.loads(path.read_text())["machine"].get("cpu") if path.is_file() else None
+
+
+def criterion(args, name: str) -> dict:
+    """The convergence criterion the scout used (the options of this invocation if it has not finished)."""
+    if scout_file(args, name).is_file():
+        return json.loads(scout_file(args, name).read_text())["criterion"]
+    return {"tolerance": args.tolerance, "min_dice": args.min_dice, "min_epochs": args.min_epochs}
+
+
+def run_entry(args, name: str, folder: Path, log: str) -> dict | None:
+    summary = folder / "validation" / "summary.json"
+    if not summary.is_file():
+        return None
+    scores, log_values = json.loads(summary.read_text()), training_log(folder / "checkpoint_final.pth")
+    ema, rule = log_values["ema_fg_dice"], criterion(args, name)
+    per_epoch = next(iter(json.loads(budget_file(args, "runs", name).read_text())["iterations_per_epoch"].values()))
+    return {"dice": scores["foreground_mean"]["Dice"],
+            "dice_per_label": {label: scores["mean"][label]["Dice"] for label in scores["mean"]},
+            "iterations": log_values["epochs"] * per_epoch,
+            "converged": quarter_is_flat(ema, len(ema), rule["tolerance"], rule["min_dice"]),
+            "train_minutes": log_values["train_minutes"], "ema_fg_dice": ema, "cpu": machine(args, log)}
+
+
+def collect_runs(args) -> list[dict]:
+    runs = []
+    for name in BACKBONES:
+        for seed in range(args.seeds):
+            for pretrained in (False, True):
+                log = f"{name}_{'mae' if pretrained else 'scratch'}_seed{seed}"
+                entry = run_entry(args, name, run_folder(args, name, pretrained, seed), log)
+                if entry is not None:
+                    runs.append({"arm": f"{name}_{'mae' if pretrained else 'scratch'}", "backbone": name,
+                                 "pretrained": pretrained, "seed": seed, **entry})
+    return runs
+
+
+def probe_curve(args, name: str) -> dict | None:
+    final = pretrain_folder(args, name) / "checkpoint_final.pth"
+    latest = pretrain_folder(args, name) / "checkpoint_latest.pth"
+    checkpoint = final if final.is_file() else latest if latest.is_file() else None
+    if checkpoint is None:
+        return None
+    probe = safe_torch_load(checkpoint).get("probe", {})
+    return {"finished": checkpoint == final, "cpu": machine(args, f"pretrain_{name}"), "noise": probe.get("noise"),
+            "stop_epoch": probe.get("stop_epoch"),
+            "records": [{"epoch": r["epoch"], "iterations": r["iterations"], "minutes": r["train_seconds"] / 60,
+                         "mean_dice": sum(r["dice"]) / len(r["dice"])} for r in probe.get("records", [])]}
+
+
+def stopping_check(args, name: str, runs: list[dict], curve: dict | None) -> list[dict]:
+    """Fine-tuned Dice (seed 0) from the early, plateau and late snapshots, next to the probe at each."""
+    chosen = snapshots(args, name)
+    if chosen is None or curve is None:
+        return []
+    rows = []
+    for which, snapshot in chosen.items():
+        epoch = int(snapshot.stem.split("_")[1]) - 1
+        probe = next((r["mean_dice"] for r in curve["records"] if r["epoch"] == epoch), None)
+        if which == "plateau":
+            dice = next((r["dice"] for r in runs if r["backbone"] == name and r["pretrained"] and r["seed"] == 0), None)
+        else:
+            entry = run_entry(args, name, run_folder(args, name, True, 0, snapshot), f"check_{name}_{snapshot.stem}")
+            dice = entry["dice"] if entry else None
+        rows.append({"snapshot": which, "epoch": epoch + 1, "probe": probe, "fine_tuned_dice": dice})
+    return rows
+
+
+def ranks_agree(rows: list[dict]) -> bool | None:
+    """Whether ordering the snapshots by probe gives the order by fine-tuned Dice; None until all have finished."""
+    distinct = {r["snapshot"]: r for r in rows}.values()
+    if len(distinct) < 2 or any(r["probe"] is None or r["fine_tuned_dice"] is None for r in distinct):
+        return None
+    return [r["snapshot"] for r in sorted(distinct, key=lambda r: r["probe"])] == \
+        [r["snapshot"] for r in sorted(distinct, key=lambda r: r["fine_tuned_dice"])]
+
+
+def gain_line(name: str, runs: list[dict]) -> str:
+    arms = {p: [r["dice"] for r in runs if r["backbone"] == name and r["pretrained"] == p] for p in (False, True)}
+    if not arms[False] or not arms[True]:
+        return f"- {BACKBONES[name].title}: not both arms finished yet."
+    gain = sum(arms[True]) / len(arms[True]) - sum(arms[False]) / len(arms[False])
+    spread = max(max(v) - min(v) for v in arms.values())
+    verdict = "more than the spread" if abs(gain) > spread and min(map(len, arms.values())) > 1 else \
+        "not more than the spread (or one seed)"
+    return (f"- {BACKBONES[name].title}: MAE − scratch {gain:+.3f} mean Dice ({len(arms[True])} vs "
+            f"{len(arms[False])} seeds), largest seed spread {spread:.3f}: {verdict}.")
+
+
+def markdown(protocol: dict, runs: list[dict]) -> list[str]:
+    lines = ["| backbone | scout: epochs × iterations | converged | CPU-minutes | CPU |", "|---|---|---|---|---|"]
+    for name, scout in protocol["scouts"].items():
+        lines.append(f"| {BACKBONES[name].title} | {scout['epochs']} × {scout['iterations'] // scout['epochs']} | "
+                     f"{scout['converged']} | {scout['train_minutes']:.0f} | {scout['cpu']} |")
+    for name, curve in protocol["probe_curves"].items():
+        if curve:
+            points = ", ".join(f"{r['iterations']}: {r['mean_dice']:.3f}" for r in curve["records"])
+            lines += ["", f"Probe of the {BACKBONES[name].title} pre-training (iterations: mean Dice; noise "
+                          f"{curve['noise']}; stopping signal after epoch {curve['stop_epoch']}; "
+                          f"{'finished' if curve['finished'] else 'running'}): {points}"]
+    lines += ["", "| arm | seeds | iterations | Dice per seed | mean | converged | train minutes | pre-training "
+                  "minutes, amortised |", "|---|---|---|---|---|---|---|---|"]
+    for arm in dict.fromkeys(r["arm"] for r in runs):
+        mine = sorted((r for r in runs if r["arm"] == arm), key=lambda r: r["seed"])
+        curve = protocol["probe_curves"].get(mine[0]["backbone"]) if mine[0]["pretrained"] else None
+        share = curve["records"][-1]["minutes"] / len(mine) if curve and curve["records"] else None
+        per_seed = ", ".join(f"{r['dice']:.3f}" for r in mine)
+        mean, minutes = sum(r["dice"] for r in mine) / len(mine), sum(r["train_minutes"] for r in mine) / len(mine)
+        converged = f"{sum(r['converged'] for r in mine)}/{len(mine)}"
+        amortised = f"{share:.0f}" if share is not None else "-"
+        lines.append(f"| {arm} | {len(mine)} | {mine[0]['iterations']} | {per_seed} | {mean:.3f} | {converged} | "
+                     f"{minutes:.0f} | {amortised} |")
+    lines += [""] + [gain_line(name, runs) for name in dict.fromkeys(r["backbone"] for r in runs)]
+    for name, check in protocol["stopping_check"].items():
+        lines += ["", f"Stopping-signal check, {BACKBONES[name].title} (seed 0): "
+                      + "; ".join(f"{r['snapshot']} (epoch {r['epoch']}): probe {r['probe']}, fine-tuned "
+                                  f"{r['fine_tuned_dice']}" for r in check["snapshots"])
+                  + f"; the probe ranks them as fine-tuning does: {check['ranks_agree']}"]
+    return lines
+
+
+def plot(protocol: dict, runs: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for name, scout in protocol["scouts"].items():
+        per_epoch = scout["iterations"] // scout["epochs"]
+        left.plot([per_epoch * (i + 1) for i in range(len(scout["ema_fg_dice"]))], scout["ema_fg_dice"], "k:",
+                  label=f"{name} scout")
+    for r in runs:
+        per_epoch = r["iterations"] // len(r["ema_fg_dice"])
+        left.plot([per_epoch * (i + 1) for i in range(len(r["ema_fg_dice"]))], r["ema_fg_dice"],
+                  color="tab:red" if r["pretrained"] else "tab:blue", alpha=0.6,
+                  label=f"{r['arm']} seed {r['seed']}")
+    left.set(xlabel="fine-tuning iterations", ylabel="EMA pseudo Dice (nnU-Net)", title="learning curves")
+    left.legend(fontsize=6)
+    for name, curve in protocol["probe_curves"].items():
+        if curve:
+            base = [r for r in curve["records"] if r["epoch"] < 0]
+            trained = [r for r in curve["records"] if r["epoch"] >= 0]
+            line, = right.plot([r["minutes"] for r in trained], [r["mean_dice"] for r in trained], "o-", label=name)
+            for b in base:
+                right.axhline(b["mean_dice"], color=line.get_color(), ls="--", label=f"{name} random init")
+    right.set(xlabel="pre-training CPU-minutes", ylabel="probe mean Dice", title="probe during pre-training")
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(args) -> dict:
+    runs = collect_runs(args)
+    scouts = {}
+    for name in BACKBONES:
+        if scout_file(args, name).is_file():
+            scouts[name] = {**json.loads(scout_file(args, name).read_text()), "cpu": machine(args, f"scout_{name}")}
+    curves = {name: probe_curve(args, name) for name in BACKBONES}
+    checks = {name: stopping_check(args, name, runs, curves[name]) for name in BACKBONES}
+    protocol = {"scouts": scouts, "probe_curves": curves,
+                "stopping_check": {name: {"snapshots": rows, "ranks_agree": ranks_agree(rows)}
+                                   for name, rows in checks.items() if rows}}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(runs, indent=1))
+    (args.out / "protocol.json").write_text(json.dumps(protocol, indent=1))
+    (args.out / "results.md").write_text("\n".join(markdown(protocol, runs)) + "\n")
+    plot(protocol, runs, args.out / "learning_curves.png")
+    print("\n".join(markdown(protocol, runs)), flush=True)
+    return protocol

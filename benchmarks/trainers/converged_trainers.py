@@ -1,0 +1,58 @@
+"""Trainers of benchmarks/converged.py: the scouts, which write nnU-Net's EMA pseudo Dice after every epoch so that
+the benchmark can stop them where they converge, and the pre-trainings, with a snapshot of the network at every
+probe, so that fine-tuning can start from the encoder at the probe's plateau (and early and late, to check the
+stopping signal).
+
+Budget and seed come from the benchmark's budget file, as for label_efficiency.py's trainers (`EqualTime`:
+`epochs_per_trainer`, `iterations_per_epoch`, `attributes`: the probe's interval and fold, `save_every`); the
+scratch and fine-tuning arms are label_efficiency.py's own `_le` trainers, with converged.py's budget file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from label_efficiency_trainers import EqualTime  # this folder: on sys.path while nnU-Net looks up a trainer
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from snapshots import Snapshots
+
+from nnunet_mae.training.trainers import nnUNetTrainerMAEPretrain, nnUNetTrainerMAEPretrain_CNN, nnUNetTrainerViT
+from nnunet_mae.transfer.checkpoint_io import atomic_target
+
+SCOUT_FILE = "scout_progress.json"
+
+
+class WritesProgress:
+    """Mixin: after every epoch, `scout_progress.json` in the output folder: the EMA pseudo Dice per epoch and each
+    epoch's seconds (training and validation), written atomically."""
+
+    def on_epoch_end(self):
+        super().on_epoch_end()
+        if self.local_rank == 0:
+            log = self.logger.my_fantastic_logging
+            seconds = [end - start for start, end in zip(log["epoch_start_timestamps"], log["epoch_end_timestamps"])]
+            with atomic_target(os.path.join(self.output_folder, SCOUT_FILE)) as tmp, open(tmp, "w") as f:
+                json.dump({"ema_fg_dice": [float(x) for x in log["ema_fg_dice"]], "epoch_seconds": seconds,
+                           "iterations_per_epoch": self.num_iterations_per_epoch}, f)
+
+
+class nnUNetTrainer_scout(WritesProgress, EqualTime, nnUNetTrainer):
+    pass
+
+
+class nnUNetTrainerViT_scout(WritesProgress, EqualTime, nnUNetTrainerViT):
+    pass
+
+
+class SnapshotAtProbes(Snapshots):
+    def snapshot_now(self, epoch: int) -> bool:
+        return self.is_probe_epoch(epoch)
+
+
+class nnUNetTrainerMAEPretrain_cv(SnapshotAtProbes, EqualTime, nnUNetTrainerMAEPretrain):
+    finetune_trainer_name = "nnUNetTrainerMAEFinetune_le"
+
+
+class nnUNetTrainerMAEPretrain_CNN_cv(SnapshotAtProbes, EqualTime, nnUNetTrainerMAEPretrain_CNN):
+    finetune_trainer_name = "nnUNetTrainerMAEFinetune_CNN_le"
