@@ -114,6 +114,10 @@ def gain_line(name: str, runs: list[dict]) -> str:
             f"{len(arms[False])} seeds), largest seed spread {spread:.3f}: {verdict}.")
 
 
+def fmt(value: float | None) -> str:
+    return f"{value:.3f}" if value is not None else "not yet"
+
+
 def markdown(protocol: dict, runs: list[dict]) -> list[str]:
     lines = ["| backbone | scout: epochs × iterations | converged | CPU-minutes | CPU |", "|---|---|---|---|---|"]
     for name, scout in protocol["scouts"].items():
@@ -123,7 +127,7 @@ def markdown(protocol: dict, runs: list[dict]) -> list[str]:
         if curve:
             points = ", ".join(f"{r['iterations']}: {r['mean_dice']:.3f}" for r in curve["records"])
             lines += ["", f"Probe of the {BACKBONES[name].title} pre-training (iterations: mean Dice; noise "
-                          f"{curve['noise']}; stopping signal after epoch {curve['stop_epoch']}; "
+                          f"{fmt(curve['noise'])}; stopping signal after epoch {curve['stop_epoch']}; "
                           f"{'finished' if curve['finished'] else 'running'}): {points}"]
     lines += ["", "| arm | seeds | iterations | Dice per seed | mean | converged | train minutes | pre-training "
                   "minutes, amortised |", "|---|---|---|---|---|---|---|---|"]
@@ -140,8 +144,8 @@ def markdown(protocol: dict, runs: list[dict]) -> list[str]:
     lines += [""] + [gain_line(name, runs) for name in dict.fromkeys(r["backbone"] for r in runs)]
     for name, check in protocol["stopping_check"].items():
         lines += ["", f"Stopping-signal check, {BACKBONES[name].title} (seed 0): "
-                      + "; ".join(f"{r['snapshot']} (epoch {r['epoch']}): probe {r['probe']}, fine-tuned "
-                                  f"{r['fine_tuned_dice']}" for r in check["snapshots"])
+                      + "; ".join(f"{r['snapshot']} (epoch {r['epoch']}): probe {fmt(r['probe'])}, fine-tuned "
+                                  f"{fmt(r['fine_tuned_dice'])}" for r in check["snapshots"])
                   + f"; the probe ranks them as fine-tuning does: {check['ranks_agree']}"]
     return lines
 
@@ -171,6 +175,13 @@ def plot(protocol: dict, runs: list[dict], path: Path) -> None:
             line, = right.plot([r["minutes"] for r in trained], [r["mean_dice"] for r in trained], "o-", label=name)
             for b in base:
                 right.axhline(b["mean_dice"], color=line.get_color(), ls="--", label=f"{name} random init")
+                if curve["noise"]:
+                    right.axhspan(b["mean_dice"], b["mean_dice"] + curve["noise"], color=line.get_color(), alpha=0.1,
+                                  label=f"{name}: within the probe's noise")
+            stop = [r for r in trained if r["epoch"] == curve["stop_epoch"]]
+            if stop:
+                right.axvline(stop[0]["minutes"], color=line.get_color(), ls=":",
+                              label=f"{name}: stopping signal ({stop[0]['iterations']} iterations)")
     right.set(xlabel="pre-training CPU-minutes", ylabel="probe mean Dice", title="probe during pre-training")
     right.legend(fontsize=7)
     fig.tight_layout()

@@ -30,10 +30,11 @@ class WritesProgress:
     def on_epoch_end(self):
         super().on_epoch_end()
         if self.local_rank == 0:
-            log = self.logger.my_fantastic_logging
-            seconds = [end - start for start, end in zip(log["epoch_start_timestamps"], log["epoch_end_timestamps"])]
+            starts, ends, ema = (self.logger.get_value(key, step=None) for key in
+                                 ("epoch_start_timestamps", "epoch_end_timestamps", "ema_fg_dice"))
+            seconds = [end - start for start, end in zip(starts, ends)]
             with atomic_target(os.path.join(self.output_folder, SCOUT_FILE)) as tmp, open(tmp, "w") as f:
-                json.dump({"ema_fg_dice": [float(x) for x in log["ema_fg_dice"]], "epoch_seconds": seconds,
+                json.dump({"ema_fg_dice": [float(x) for x in ema], "epoch_seconds": seconds,
                            "iterations_per_epoch": self.num_iterations_per_epoch}, f)
 
 

@@ -63,18 +63,23 @@ def test_the_budget_file_sets_epochs_per_trainer_and_existing_attributes_only(tm
 
 
 def test_a_scout_writes_its_ema_pseudo_dice_after_every_epoch(tmp_path):
-    class Logger:
-        my_fantastic_logging = {"ema_fg_dice": [0.1, 0.2], "epoch_start_timestamps": [0.0, 10.0],
-                                "epoch_end_timestamps": [8.0, 19.0]}
+    from nnunetv2.training.logging.nnunet_logger import MetaLogger
+
+    logger = MetaLogger(str(tmp_path), resume=False)
+    for epoch, (start, end, dice) in enumerate([(0.0, 8.0, 0.1), (10.0, 19.0, 0.2)]):
+        logger.log("epoch_start_timestamps", start, epoch)
+        logger.log("epoch_end_timestamps", end, epoch)
+        logger.log("mean_fg_dice", dice, epoch)  # nnU-Net's logger derives the EMA from it
 
     class Scout(converged_trainers.WritesProgress, FakeTrainer):
         pass
 
     scout = Scout({}, "3d_fullres", 0, {})
-    scout.output_folder, scout.logger, scout.num_iterations_per_epoch = str(tmp_path), Logger(), 50
+    scout.output_folder, scout.logger, scout.num_iterations_per_epoch = str(tmp_path), logger, 50
     scout.on_epoch_end()
     progress = converged.read_progress(tmp_path)
-    assert progress == {"ema_fg_dice": [0.1, 0.2], "epoch_seconds": [8.0, 9.0], "iterations_per_epoch": 50}
+    assert progress == {"ema_fg_dice": [0.1, pytest.approx(0.11)], "epoch_seconds": [8.0, 9.0],
+                        "iterations_per_epoch": 50}
     assert not list(tmp_path.glob("*.tmp*"))  # written atomically, nothing left beside it
 
 
