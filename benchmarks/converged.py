@@ -213,7 +213,8 @@ def scout(args, env: dict, name: str) -> None:
             process.terminate()
             process.wait()
         elif process.returncode != 0:
-            sys.exit(f"{' '.join(command)} failed; see {log}")
+            sys.exit(f"{' '.join(command)} ended with exit code {process.returncode} before converging (see {log}); "
+                     f"run the benchmark again to continue from the scout's last checkpoint (every 5 epochs).")
     progress = read_progress(folder)
     epochs = found or args.cap_epochs
     scout_file(args, name).write_text(json.dumps(
