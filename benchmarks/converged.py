@@ -110,10 +110,6 @@ def convergence_epoch(ema: list[float], tolerance: float, min_dice: float, min_e
     return next((e for e in range(min_epochs, len(ema) + 1) if quarter_is_flat(ema, e, tolerance, min_dice)), None)
 
 
-def ema_pseudo_dice(checkpoint: Path) -> list[float]:
-    return [float(x) for x in safe_torch_load(checkpoint)["logging"]["ema_fg_dice"]]
-
-
 # ----- where things live ---------------------------------------------------------------------------------------------
 def scout_folder(args, name: str) -> Path:
     return trainer_folder(args.work / "results" / "scout", BACKBONES[name].scout, LABELLED_FOLD)
