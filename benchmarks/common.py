@@ -23,6 +23,15 @@ SHORT = {"nnUNetTrainer": "CNN", "nnUNet_Primus_S_Trainer": "Primus-S", "nnUNetT
          "nnUNetTrainerViT_patchdec": "ViT-S patch decoder"}
 
 
+def split_choices(parser, value: str, choices, what: str) -> list[str]:
+    """A comma-separated option as a list; the parser exits with the known choices if one is not among them."""
+    chosen = value.split(",")
+    unknown = sorted(set(chosen) - set(choices))
+    if unknown:
+        parser.error(f"unknown {what}(s) {unknown}; choose from {choices}")
+    return chosen
+
+
 def trainer_folder(results: str | Path, trainer: str, fold: int | str) -> Path:
     """nnU-Net's output folder of `trainer` on the benchmark dataset and configuration (nnUNetPlans)."""
     return Path(results, DATASET, f"{trainer}__nnUNetPlans__{CONFIGURATION}", f"fold_{fold}")

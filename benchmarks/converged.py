@@ -43,7 +43,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE / "trainers")]
-from common import CONFIGURATION, DEFAULT_DATA, machine_info, run_logged, trainer_folder  # noqa: E402
+from common import (CONFIGURATION, DEFAULT_DATA, machine_info, run_logged, split_choices,  # noqa: E402
+                    trainer_folder)
 from label_efficiency import environment, prepare  # noqa: E402
 from converged_trainers import SCOUT_FILE  # noqa: E402
 from label_efficiency_protocol import FRACTIONS  # noqa: E402
@@ -90,10 +91,7 @@ def parse(argv):
     parser.add_argument("--work", type=Path, default=Path("/tmp/nnunet_mae_converged"))
     parser.add_argument("--out", type=Path, default=HERE.parent / "documentation" / "benchmarks" / "converged_cpu")
     args = parser.parse_args(argv)
-    args.backbones = args.backbones.split(",")
-    unknown = sorted(set(args.backbones) - set(BACKBONES))
-    if unknown:
-        parser.error(f"unknown backbone(s) {unknown}; choose from {sorted(BACKBONES)}")
+    args.backbones = split_choices(parser, args.backbones, sorted(BACKBONES), "backbone")
     return args
 
 

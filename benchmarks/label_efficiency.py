@@ -37,7 +37,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import (CONFIGURATION, DATASET, DEFAULT_DATA, find_trainer_class, machine_info,  # noqa: E402
-                    prepare_workspace, run_logged, trainer_folder, workspace_environment)
+                    prepare_workspace, run_logged, split_choices, trainer_folder, workspace_environment)
 from label_efficiency_protocol import (ARMS, FRACTIONS, PRETRAININGS,  # noqa: E402
                                        PROTOCOLS, SUBSET_SEED, needed_pretrainings, planned_runs,
                                        pretrained_checkpoint)
@@ -66,10 +66,7 @@ def parse(argv):
             settings[key] = getattr(args, key)
     args.settings = settings
     default = [a for a, arm in ARMS.items() if args.protocol == "gpu" or not arm.gpu_only]
-    args.arms = args.arms.split(",") if args.arms else default
-    unknown = sorted(set(args.arms) - set(ARMS))
-    if unknown:
-        parser.error(f"unknown arm(s) {unknown}; choose from {sorted(ARMS)}")
+    args.arms = split_choices(parser, args.arms, sorted(ARMS), "arm") if args.arms else default
     return args
 
 

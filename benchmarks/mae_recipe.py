@@ -27,7 +27,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import DATASET, DEFAULT_DATA, machine_info, prepare_workspace, run_logged, workspace_environment  # noqa
+from common import (DATASET, DEFAULT_DATA, machine_info, prepare_workspace, run_logged,  # noqa: E402
+                    split_choices, workspace_environment)
 
 # the recipes: every class nnUNetTrainerMAEPretrain_recipe_<name> of benchmarks/trainers/recipe_trainers.py
 RECIPES = re.findall(r"^class nnUNetTrainerMAEPretrain_recipe_(\w+)\(",
@@ -44,10 +45,7 @@ def parse(argv):
     parser.add_argument("--work", type=Path, default=Path("/tmp/nnunet_mae_recipe"))
     parser.add_argument("--out", type=Path, default=HERE.parent / "documentation" / "benchmarks" / "mae_recipe_cpu")
     args = parser.parse_args(argv)
-    args.recipes = args.recipes.split(",")
-    unknown = sorted(set(args.recipes) - set(RECIPES))
-    if unknown:
-        parser.error(f"unknown recipe(s) {unknown}; choose from {RECIPES}")
+    args.recipes = split_choices(parser, args.recipes, RECIPES, "recipe")
     return args
 
 
