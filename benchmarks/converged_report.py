@@ -13,6 +13,7 @@ from pathlib import Path
 from converged import (BACKBONES, budget_file, pretrain_folder, quarter_is_flat, run_folder, scout_file,
                        snapshots)
 
+from nnunet_mae.probing.history import ProbeHistory
 from nnunet_mae.transfer.checkpoint_io import safe_torch_load
 
 
@@ -68,11 +69,11 @@ def probe_curve(args, name: str) -> dict | None:
     checkpoint = final if final.is_file() else latest if latest.is_file() else None
     if checkpoint is None:
         return None
-    probe = safe_torch_load(checkpoint).get("probe", {})
-    return {"finished": checkpoint == final, "cpu": machine(args, f"pretrain_{name}"), "noise": probe.get("noise"),
-            "stop_epoch": probe.get("stop_epoch"),
-            "records": [{"epoch": r["epoch"], "iterations": r["iterations"], "minutes": r["train_seconds"] / 60,
-                         "mean_dice": sum(r["dice"]) / len(r["dice"])} for r in probe.get("records", [])]}
+    probe = ProbeHistory.from_dict(safe_torch_load(checkpoint).get("probe"))
+    return {"finished": checkpoint == final, "cpu": machine(args, f"pretrain_{name}"), "noise": probe.noise,
+            "stop_epoch": probe.stop_epoch,
+            "records": [{"epoch": r.epoch, "iterations": r.iterations, "minutes": r.train_seconds / 60,
+                         "mean_dice": r.mean} for r in probe.records]}
 
 
 def stopping_check(args, name: str, runs: list[dict], curve: dict | None) -> list[dict]:
