@@ -26,7 +26,10 @@ machine may change between sessions:
    own validation of the 40 cases (no test-time mirroring, every arm alike).
 5. check: fine-tuning (seed 0) from the first and the last snapshot too: does the probe rank the early, plateau and
    late encoders as fine-tuning does?
-6. report: results.json (one row per run), results.md and learning_curves.png in --out.
+6. reference: nnU-Net's default CNN from scratch (what a user would train otherwise), --seeds seeds, at the same
+   training time as the backbone's scratch arm: its iterations are the arm's times the ratio of their train_step
+   times, measured side by side in one process (label_efficiency.py's timing worker) on the machine it runs on.
+7. report: results.json (one row per run), results.md and learning_curves.png in --out.
 Trainers: the scratch and fine-tuning arms are label_efficiency.py's `_le` trainers, with this benchmark's budget
 files; the pre-trainings are in benchmarks/trainers/converged_trainers.py.
 """
@@ -62,20 +65,22 @@ class Backbone:
     scratch: str  # trainer of the scratch arm (benchmarks/trainers/label_efficiency_trainers.py)
     finetune: str  # trainer of the arm fine-tuned from the pre-trained encoder (same file)
     pretrain: str  # its pre-training (benchmarks/trainers/converged_trainers.py)
+    timing_arm: str | None  # label_efficiency.py's arm of the scratch trainer, timed against the reference CNN
 
 
 BACKBONES = {
     "vit": Backbone("ViT-S UNETR-style", "nnUNetTrainerViT_scout", "nnUNetTrainerViT_le", "nnUNetTrainerMAEFinetune_le",
-                    "nnUNetTrainerMAEPretrain_cv"),
+                    "nnUNetTrainerMAEPretrain_cv", "vit"),
     "cnn": Backbone("nnU-Net's default CNN (PlainConvUNet, nnUNetPlans)", "nnUNetTrainer_scout", "nnUNetTrainer_le",
-                    "nnUNetTrainerMAEFinetune_CNN_le", "nnUNetTrainerMAEPretrain_CNN_cv"),
+                    "nnUNetTrainerMAEFinetune_CNN_le", "nnUNetTrainerMAEPretrain_CNN_cv", None),  # the reference itself
 }
+REFERENCE, REFERENCE_ARM = "nnUNetTrainer_le", "cnn"  # nnU-Net's default CNN from scratch; label_efficiency.py's arm
 
 
 def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbones", default="vit,cnn")
-    parser.add_argument("--stages", default="prepare,scout,pretrain,runs,check,report")
+    parser.add_argument("--stages", default="prepare,scout,pretrain,runs,check,reference,report")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=50, help="fine-tuning iterations per epoch")
     parser.add_argument("--val_iterations", type=int, default=10, help="validation batches per epoch (pseudo Dice)")
@@ -86,6 +91,7 @@ def parse(argv):
     parser.add_argument("--pretrain_iterations", type=int, default=100)
     parser.add_argument("--pretrain_cap", type=int, default=40, help="pre-training epochs at most")
     parser.add_argument("--probe_every", type=int, default=4, help="pre-training epochs between probes")
+    parser.add_argument("--timing_rounds", type=int, default=5, help="train_steps timed per trainer (reference)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--work", type=Path, default=Path("/tmp/nnunet_mae_converged"))
@@ -126,6 +132,10 @@ def run_folder(args, name: str, pretrained: bool, seed: int, snapshot: Path | No
     sub = f"check_{snapshot.stem}" if snapshot is not None else f"seed{seed}"
     trainer = BACKBONES[name].finetune if pretrained else BACKBONES[name].scratch
     return trainer_folder(args.work / "results" / sub, trainer, LABELLED_FOLD)
+
+
+def reference_folder(args, name: str, seed: int) -> Path:
+    return trainer_folder(args.work / "results" / f"reference_{name}_seed{seed}", REFERENCE, LABELLED_FOLD)
 
 
 def budget_file(args, stage: str, name: str) -> Path:
@@ -256,7 +266,8 @@ def runs_budget(args, name: str) -> Path | None:
     spec, path = BACKBONES[name], budget_file(args, "runs", name)
     write_budget(path, {"epochs": epochs[0], "iterations_per_epoch": {spec.scratch: args.iterations,
                                                                       spec.finetune: args.iterations},
-                        "val_iterations": args.val_iterations})
+                        "val_iterations": args.val_iterations,
+                        "attributes": {"save_every": 5}})  # a lost machine loses at most 5 epochs of a run
     return path
 
 
@@ -280,8 +291,49 @@ def fine_tune(args, env: dict, name: str, check: bool) -> None:
                   pretrained=chosen["plateau"] if pretrained else None)
 
 
+def step_seconds(args, env: dict, name: str) -> dict[str, float]:
+    """Median train_step seconds of the backbone's scratch trainer and of the reference CNN, timed side by side."""
+    work = args.work / f"reference_timing_{name}"
+    if not (work / "step_times.json").is_file():
+        run_logged([sys.executable, str(HERE / "label_efficiency.py"), "--time_worker", "--device", args.device,
+                    "--arms", f"{REFERENCE_ARM},{BACKBONES[name].timing_arm}", "--work", str(work),
+                    "--timing_rounds", str(args.timing_rounds)],
+                   dict(env, nnUNet_results=str(work / "results"), nnUNet_n_proc_DA="0"),
+                   args.work / "logs" / f"reference_timing_{name}.log", echo=True)
+    measured = json.loads((work / "step_times.json").read_text())
+    record(args, f"reference_timing_{name}", step_seconds=measured["step_seconds"])
+    return measured["step_seconds"]
+
+
+def reference_epochs(epochs: int, steps: dict[str, float], timed: str, reference: str) -> int:
+    """The reference's epochs at the same training time as `epochs` epochs of `timed` (equal iterations per epoch)."""
+    return max(1, round(epochs * steps[timed] / steps[reference]))
+
+
+def reference(args, env: dict, name: str) -> None:
+    """nnU-Net's default CNN from scratch, at the training time of the backbone's scratch arm."""
+    spec, epochs = BACKBONES[name], fine_tuning_epochs(args, name)
+    if spec.timing_arm is None:
+        return
+    if epochs is None:
+        print(f"{name}: the scout has not finished; skipping the reference runs.", flush=True)
+        return
+    from label_efficiency_protocol import ARMS
+
+    steps = step_seconds(args, env, name)
+    path = budget_file(args, "reference", name)
+    write_budget(path, {"epochs": reference_epochs(epochs[0], steps, ARMS[spec.timing_arm].base,
+                                                   ARMS[REFERENCE_ARM].base),
+                        "iterations_per_epoch": {REFERENCE: args.iterations}, "val_iterations": args.val_iterations,
+                        "attributes": {"save_every": 5}, "same_time_as": {spec.scratch: epochs[0]},
+                        "step_seconds": steps})
+    for seed in range(args.seeds):
+        train(args, env, REFERENCE, LABELLED_FOLD, reference_folder(args, name, seed), f"reference_{name}_seed{seed}",
+              done="validation/summary.json", seed=seed, budget=path)
+
+
 STAGES = {"scout": scout, "pretrain": pretrain, "runs": lambda a, e, n: fine_tune(a, e, n, check=False),
-          "check": lambda a, e, n: fine_tune(a, e, n, check=True)}
+          "check": lambda a, e, n: fine_tune(a, e, n, check=True), "reference": reference}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from converged import (BACKBONES, budget_file, pretrain_folder, quarter_is_flat, run_folder, scout_file,
-                       snapshots)
+from converged import (BACKBONES, REFERENCE_ARM, budget_file, pretrain_folder, quarter_is_flat, reference_folder,
+                       run_folder, scout_file, snapshots)
 
 from nnunet_mae.probing.history import ProbeHistory
 from nnunet_mae.transfer.checkpoint_io import safe_torch_load
@@ -36,13 +36,13 @@ def criterion(args, name: str) -> dict:
     return {"tolerance": args.tolerance, "min_dice": args.min_dice, "min_epochs": args.min_epochs}
 
 
-def run_entry(args, name: str, folder: Path, log: str) -> dict | None:
+def run_entry(args, name: str, folder: Path, log: str, stage: str = "runs") -> dict | None:
     summary = folder / "validation" / "summary.json"
     if not summary.is_file():
         return None
     scores, log_values = json.loads(summary.read_text()), training_log(folder / "checkpoint_final.pth")
     ema, rule = log_values["ema_fg_dice"], criterion(args, name)
-    per_epoch = next(iter(json.loads(budget_file(args, "runs", name).read_text())["iterations_per_epoch"].values()))
+    per_epoch = next(iter(json.loads(budget_file(args, stage, name).read_text())["iterations_per_epoch"].values()))
     return {"dice": scores["foreground_mean"]["Dice"],
             "dice_per_label": {label: scores["mean"][label]["Dice"] for label in scores["mean"]},
             "iterations": log_values["epochs"] * per_epoch,
@@ -60,6 +60,11 @@ def collect_runs(args) -> list[dict]:
                 if entry is not None:
                     runs.append({"arm": f"{name}_{'mae' if pretrained else 'scratch'}", "backbone": name,
                                  "pretrained": pretrained, "seed": seed, **entry})
+            entry = run_entry(args, name, reference_folder(args, name, seed), f"reference_{name}_seed{seed}",
+                              stage="reference")
+            if entry is not None:  # nnU-Net's CNN from scratch at the training time of this backbone's scratch arm
+                runs.append({"arm": f"{REFERENCE_ARM}_same_time_as_{name}", "backbone": REFERENCE_ARM,
+                             "pretrained": False, "seed": seed, **entry})
     return runs
 
 
@@ -104,7 +109,7 @@ def ranks_agree(rows: list[dict]) -> bool | None:
 
 
 def gain_line(name: str, runs: list[dict]) -> str:
-    arms = {p: [r["dice"] for r in runs if r["backbone"] == name and r["pretrained"] == p] for p in (False, True)}
+    arms = {p: [r["dice"] for r in runs if r["arm"] == f"{name}_{'mae' if p else 'scratch'}"] for p in (False, True)}
     if not arms[False] or not arms[True]:
         return f"- {BACKBONES[name].title}: not both arms finished yet."
     gain = sum(arms[True]) / len(arms[True]) - sum(arms[False]) / len(arms[False])
@@ -113,6 +118,17 @@ def gain_line(name: str, runs: list[dict]) -> str:
         "not more than the spread (or one seed)"
     return (f"- {BACKBONES[name].title}: MAE − scratch {gain:+.3f} mean Dice ({len(arms[True])} vs "
             f"{len(arms[False])} seeds), largest seed spread {spread:.3f}: {verdict}.")
+
+
+def reference_line(name: str, runs: list[dict]) -> str:
+    """nnU-Net's CNN from scratch against the backbone's arms, at the training time of its scratch arm."""
+    def mean(arm: str) -> str:
+        dice = [r["dice"] for r in runs if r["arm"] == arm]
+        return f"{sum(dice) / len(dice):.3f} ({len(dice)} seeds)" if dice else "not yet"
+
+    return (f"- nnU-Net's default CNN from scratch in the training time of the {BACKBONES[name].title} scratch arm: "
+            f"{mean(f'{REFERENCE_ARM}_same_time_as_{name}')}; {name} scratch {mean(f'{name}_scratch')}, "
+            f"{name} + MAE {mean(f'{name}_mae')} (pre-training time not counted).")
 
 
 def fmt(value: float | None) -> str:
@@ -142,7 +158,9 @@ def markdown(protocol: dict, runs: list[dict]) -> list[str]:
         amortised = f"{share:.0f}" if share is not None else "-"
         lines.append(f"| {arm} | {len(mine)} | {mine[0]['iterations']} | {per_seed} | {mean:.3f} | {converged} | "
                      f"{minutes:.0f} | {amortised} |")
-    lines += [""] + [gain_line(name, runs) for name in dict.fromkeys(r["backbone"] for r in runs)]
+    arms = {r["arm"] for r in runs}
+    lines += [""] + [gain_line(name, runs) for name in BACKBONES if {f"{name}_scratch", f"{name}_mae"} & arms]
+    lines += [reference_line(name, runs) for name in BACKBONES if f"{REFERENCE_ARM}_same_time_as_{name}" in arms]
     for name, check in protocol["stopping_check"].items():
         lines += ["", f"Stopping-signal check, {BACKBONES[name].title} (seed 0): "
                       + "; ".join(f"{r['snapshot']} (epoch {r['epoch']}): probe {fmt(r['probe'])}, fine-tuned "
@@ -164,9 +182,9 @@ def plot(protocol: dict, runs: list[dict], path: Path) -> None:
                   label=f"{name} scout")
     for r in runs:
         per_epoch = r["iterations"] // len(r["ema_fg_dice"])
-        left.plot([per_epoch * (i + 1) for i in range(len(r["ema_fg_dice"]))], r["ema_fg_dice"],
-                  color="tab:red" if r["pretrained"] else "tab:blue", alpha=0.6,
-                  label=f"{r['arm']} seed {r['seed']}")
+        colour = "tab:red" if r["pretrained"] else "tab:blue" if r["arm"].endswith("_scratch") else "tab:green"
+        left.plot([per_epoch * (i + 1) for i in range(len(r["ema_fg_dice"]))], r["ema_fg_dice"], color=colour,
+                  alpha=0.6, label=f"{r['arm']} seed {r['seed']}")
     left.set(xlabel="fine-tuning iterations", ylabel="EMA pseudo Dice (nnU-Net)", title="learning curves")
     left.legend(fontsize=6)
     for name, curve in protocol["probe_curves"].items():

@@ -127,13 +127,18 @@ def test_fine_tuning_starts_from_the_snapshot_where_the_stopping_signal_came(tmp
 
 
 def test_the_report_counts_a_gain_only_beyond_the_seed_spread_and_compares_rankings():
-    def run(pretrained, dice):
-        return {"backbone": "vit", "pretrained": pretrained, "dice": dice}
+    def run(pretrained, dice, arm=None):
+        return {"arm": arm or f"vit_{'mae' if pretrained else 'scratch'}", "backbone": "vit", "pretrained": pretrained,
+                "dice": dice}
 
     clear = converged_report.gain_line("vit", [run(False, 0.70), run(False, 0.72), run(True, 0.80), run(True, 0.81)])
     assert "+0.095" in clear and ": more than the spread" in clear
     close = converged_report.gain_line("vit", [run(False, 0.60), run(False, 0.72), run(True, 0.70), run(True, 0.71)])
     assert "not more than the spread" in close
+    reference = run(False, 0.85, arm="cnn_same_time_as_vit")  # nnU-Net's CNN is no scratch arm of the ViT
+    assert converged_report.gain_line("vit", [run(False, 0.70), run(True, 0.71), reference]) == \
+        converged_report.gain_line("vit", [run(False, 0.70), run(True, 0.71)])
+    assert "0.850 (1 seeds)" in converged_report.reference_line("vit", [run(False, 0.70), reference])
 
     def snap(which, probe, dice):
         return {"snapshot": which, "probe": probe, "fine_tuned_dice": dice}
@@ -143,3 +148,25 @@ def test_the_report_counts_a_gain_only_beyond_the_seed_spread_and_compares_ranki
     assert converged_report.ranks_agree([snap("early", 0.40, 0.75), snap("plateau", 0.44, 0.72),
                                          snap("late", 0.43, 0.71)]) is False
     assert converged_report.ranks_agree([snap("early", 0.40, None), snap("plateau", 0.44, 0.72)]) is None
+
+
+def test_the_reference_cnn_trains_as_long_as_the_scratch_arm_and_apart_from_the_cnn_pair(tmp_path, monkeypatch):
+    assert converged.reference_epochs(60, {"vit": 1.0, "cnn": 2.0}, "vit", "cnn") == 30
+    assert converged.reference_epochs(3, {"vit": 0.1, "cnn": 2.0}, "vit", "cnn") == 1  # at least one epoch
+    args = converged.parse(["--work", str(tmp_path)])
+    assert converged.reference_folder(args, "vit", 0) != converged.run_folder(args, "cnn", False, 0)
+    calls = []
+    monkeypatch.setattr(converged, "train", lambda *a, **k: calls.append(k))
+    converged.reference(args, {}, "vit")
+    assert not calls  # no scout yet: no budget to match
+    (tmp_path / "scout_vit.json").write_text(json.dumps({"epochs": 60, "converged": True}))
+    timing = tmp_path / "reference_timing_vit"
+    timing.mkdir()
+    (timing / "step_times.json").write_text(json.dumps({"step_seconds": {"nnUNetTrainerViT": 1.0,
+                                                                         "nnUNetTrainer": 3.0}}))
+    converged.reference(args, {}, "vit")
+    budget = json.loads(converged.budget_file(args, "reference", "vit").read_text())
+    assert budget["epochs"] == 20 and budget["iterations_per_epoch"] == {converged.REFERENCE: 50}
+    assert [k["seed"] for k in calls] == [0, 1, 2]
+    converged.reference(args, {}, "cnn")  # nnU-Net's CNN is its own reference
+    assert len(calls) == 3
