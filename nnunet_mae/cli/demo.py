@@ -224,13 +224,18 @@ PROBE_SEEDS = 3
 
 def probe_encoders(demo: Demo, device: str) -> dict:
     """Stage 11: `nnunet_mae probe` of the pre-trained encoder and of a random one of the same shape (3 seeds):
-    what pre-training learned, read by a linear head on the frozen features (documentation/reference.md)."""
+    what pre-training learned, read by a linear head on the frozen features (documentation/reference.md).
+    Cross-validated over nnU-Net's five folds: with 8 labelled cases one fold scores 1-2 cases, too few to tell
+    encoders apart (benchmarks.md, "The demo's probe"); over all five every labelled case scores once."""
+    from nnunet_mae.training.splits import NNUNET_FOLDS
+
     checkpoint = pretraining_results_folder(demo.out / "nnUNet_results", DATASET, PRETRAIN, "nnUNetPlans",
                                             CONFIGURATION) / "checkpoint_final.pth"
     table = demo.out / "probe.json"
     demo.run(f"probe the pre-trained and a random encoder ({PROBE_SEEDS} seeds)", "probe",
              ["nnunet_mae", "probe", "-d", str(DATASET_ID), "-c", CONFIGURATION, "-i", str(checkpoint), "--random",
-              "--seeds", str(PROBE_SEEDS), "--device", device, "--json", str(table)])
+              "--seeds", str(PROBE_SEEDS), "-f", *map(str, range(NNUNET_FOLDS)), "--device", device, "--json",
+              str(table)])
     pretrained, random = json.loads(table.read_text())
     return {name: {"mean": row["mean"], "spread": row["spread"], "seeds": row["seed_means"]}
             for name, row in (("random", random), ("pretrained", pretrained))}
@@ -240,9 +245,12 @@ def probe_line(probe: dict) -> str:
     gain = probe["pretrained"]["mean"] - probe["random"]["mean"]
     spread = max(probe["pretrained"]["spread"], probe["random"]["spread"])
     verdict = ("above the probe's spread: the encoder learned something a linear read-out can see" if gain > spread
+               else "below it by more than the probe's spread: at this budget pre-training made the encoder's "
+                    "features worse for a linear read-out" if gain < -spread
                else "within the probe's spread: at this budget the probe cannot tell the pre-trained encoder from a "
                     "random one")
-    return (f"Probe (linear head on the frozen encoder, {PROBE_SEEDS} seeds): pre-trained "
+    return (f"Probe (linear head on the frozen encoder, cross-validated over nnU-Net's 5 folds, {PROBE_SEEDS} seeds): "
+            f"pre-trained "
             f"{probe['pretrained']['mean']:.3f} (spread {probe['pretrained']['spread']:.3f}), random init "
             f"{probe['random']['mean']:.3f} (spread {probe['random']['spread']:.3f}); difference {gain:+.3f}, "
             f"{verdict}.")

@@ -200,6 +200,13 @@ def mean_dice(dice: Sequence[float]) -> float:
     return sum(finite) / len(finite) if finite else float("nan")
 
 
+def weighted_mean(pairs: Sequence[tuple[float, float]]) -> float:
+    """Mean of the finite values of (weight, value) pairs, weighted; NaN where none is finite (e.g. a label that no
+    scoring crop of any fold holds)."""
+    finite = [(w, v) for w, v in pairs if not math.isnan(v)]
+    return sum(w * v for w, v in finite) / sum(w for w, _ in finite) if finite else float("nan")
+
+
 @dataclass
 class ProbeResult:
     dice: list[float]  # per foreground class (1..K-1), on the scoring crops

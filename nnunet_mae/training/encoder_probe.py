@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, replace
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ from torch import nn
 
 from nnunet_mae.probing.crops import LabelledCrops, labelled_crops
 from nnunet_mae.probing.features import FeatureReader, feature_batches
-from nnunet_mae.probing.fit import ProbeResult, run_probe
+from nnunet_mae.probing.fit import ProbeResult, run_probe, weighted_mean
 from nnunet_mae.probing.history import ProbeHistory, ProbeRecord
 from nnunet_mae.training.splits import NNUNET_FOLDS, check_split_file, write_default_split
 
@@ -95,6 +95,21 @@ class ProbeSetup:
         return run_probe(lambda: feature_batches(read, images=train.images, labels=train.labels, **common),
                          lambda: feature_batches(read, images=val.images, labels=val.labels, **common),
                          len(self.label_values), head=self.head, seed=seed, with_train_dice=with_train_dice)
+
+    def probe_folds(self, folds: Sequence[int], network: nn.Module, read: FeatureReader, *, seed: int,
+                    device: torch.device, autocast: Callable = None) -> ProbeResult:
+        """The probe of each of nnU-Net's `folds` (fitted on its training cases, scored on its validation cases),
+        combined into one Dice per label weighted by each fold's scoring cases: over all five folds every labelled
+        case scores once. With few labelled cases (1-2 validation cases per fold) one fold's Dice is mostly the
+        luck of its cases; the cross-validated one is the probe's low-noise form (benchmarks.md)."""
+        weighted = []
+        for fold in folds:
+            setup = replace(self, fold=fold)
+            weighted.append((len(setup.cases(seed)[1]), setup.probe(network, read, seed=seed, device=device,
+                                                                    autocast=autocast)))
+        return ProbeResult(dice=[weighted_mean([(n, r.dice[k]) for n, r in weighted])
+                                 for k in range(len(self.label_values) - 1)],
+                           seconds=sum(r.seconds for _, r in weighted))
 
 
 def label_names(dataset_json: dict, label_values) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
@@ -40,11 +41,11 @@ class CheckpointProbe:
     randomly initialised network of the same shape."""
 
     def __init__(self, path: str | os.PathLike, *, plans: dict, dataset_json: dict, configuration: str,
-                 preprocessed_base: str | os.PathLike, fold: int = 0, head: str = "linear",
+                 preprocessed_base: str | os.PathLike, folds: Sequence[int] = (0,), head: str = "linear",
                  device: torch.device = torch.device("cpu")) -> None:
         from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 
-        self.path, self.device, self.dataset_json = Path(path), device, dataset_json
+        self.path, self.device, self.dataset_json, self.folds = Path(path), device, dataset_json, list(folds)
         self.checkpoint = load_checkpoint_file(path)
         self.metadata = TransferMetadata.from_checkpoint(self.checkpoint, path, "a pre-training trainer of nnunet_mae")
         pm = PlansManager(plans)
@@ -67,7 +68,7 @@ class CheckpointProbe:
         self.setup = ProbeSetup(dataset_folder=folder, dataset_class=infer_dataset_class(folder),
                                 splits_file=str(Path(preprocessed_base) / "splits_final.json"),
                                 patch_size=tuple(kwargs["input_shape"]), label_values=list(lm.all_labels),
-                                ignore_label=lm.ignore_label, fold=fold, head=head)
+                                ignore_label=lm.ignore_label, fold=self.folds[0], head=head)
         self.read = self.finetune_class.backbone_family().probe_features
         self.precision = choose_precision("auto", device)
 
@@ -88,18 +89,21 @@ class CheckpointProbe:
 
     def rows(self, seeds: int = 3, random: bool = False) -> list[dict]:
         """One row per encoder (the checkpoint's, then the random one): Dice per label averaged over seeds,
-        per-seed values and mean Dice, mean, spread (max - min of the per-seed mean) and seconds per seed."""
+        per-seed values and mean Dice, mean, spread (max - min of the per-seed mean) and seconds per seed. With
+        several folds, each seed's Dice is cross-validated over them (ProbeSetup.probe_folds)."""
         rows = []
         for title, random_init in [(f"{self.metadata.trainer_name} ({self.path.name})", False)] + (
                 [("random init, same shape", True)] if random else []):
             per_seed, seconds = [], []
             for seed in range(seeds):
                 start = time.perf_counter()
-                per_seed.append(self.probe(self.network(seed if random_init else None), seed).dice)
+                per_seed.append(self.setup.probe_folds(
+                    self.folds, self.network(seed if random_init else None), self.read, seed=seed, device=self.device,
+                    autocast=lambda: self.precision.autocast(self.device.type)).dice)
                 seconds.append(time.perf_counter() - start)
             means = [mean_dice(d) for d in per_seed]
             rows.append({"encoder": title, "labels": label_names(self.dataset_json, self.label_manager.all_labels),
                          "dice_mean": [sum(col) / len(col) for col in zip(*per_seed)], "seeds": per_seed,
                          "seed_means": means, "mean": sum(means) / len(means), "spread": max(means) - min(means),
-                         "seconds": sum(seconds) / len(seconds)})
+                         "seconds": sum(seconds) / len(seconds), "folds": self.folds})
         return rows

@@ -33,7 +33,18 @@ def test_tiny_demo_runs_every_stage_and_reports(tmp_path, capsys):
         assert probe[row]["spread"] == pytest.approx(max(seeds) - min(seeds))
         assert probe[row]["mean"] == pytest.approx(sum(seeds) / 3)
     assert probe["random"]["seeds"] != probe["pretrained"]["seeds"]
-    assert "Probe (linear head on the frozen encoder, 3 seeds): pre-trained" in out
+    assert "Probe (linear head on the frozen encoder, cross-validated over nnU-Net's 5 folds, 3 seeds)" in out
+    assert json.loads((tmp_path / "probe.json").read_text())[0]["folds"] == [0, 1, 2, 3, 4]
+
+
+def test_the_probe_line_says_whether_the_difference_is_beyond_the_spread():
+    def line(pretrained, random):
+        return demo.probe_line({"pretrained": {"mean": pretrained, "spread": 0.03},
+                                "random": {"mean": random, "spread": 0.02}})
+
+    assert "difference +0.100, above the probe's spread" in line(0.40, 0.30)
+    assert "difference -0.100, below it by more than the probe's spread" in line(0.30, 0.40)
+    assert "difference +0.020, within the probe's spread" in line(0.32, 0.30)
 
 
 def test_refuses_a_folder_that_is_not_empty(tmp_path, capsys):

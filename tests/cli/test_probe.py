@@ -48,6 +48,24 @@ def test_same_seeds_same_table(workspace, mae_pretrained, tmp_path):
     assert tables[0] == tables[1]
 
 
+def test_several_folds_cross_validate_the_probe(workspace, mae_pretrained, tmp_path):
+    root, env = workspace
+    dice = {}
+    for folds in (["0"], ["1"], ["0", "1"]):
+        out = tmp_path / f"{'_'.join(folds)}.json"
+        result = probe(env, mae_pretrained / "checkpoint_final.pth", "-f", *folds, "--seeds", "1", "--device", "cpu",
+                       "--json", out)
+        row = json.loads(out.read_text())[0]
+        assert row["folds"] == [int(f) for f in folds]
+        dice[len(dice)] = row["seeds"][0]
+    assert "cross-validated over folds 0, 1" in result.stdout
+    splits = json.loads(next(root.glob("preprocessed/*/splits_final.json")).read_text())
+    n0, n1 = len(splits[0]["val"]), len(splits[1]["val"])  # every validation case of the tiny dataset is probed
+    for label, combined in enumerate(dice[2]):  # each fold's Dice, weighted by its validation cases
+        parts = [(n, d[label]) for n, d in ((n0, dice[0]), (n1, dice[1])) if d[label] == d[label]]
+        assert combined == pytest.approx(sum(n * d for n, d in parts) / sum(n for n, _ in parts))
+
+
 def test_checkpoints_it_cannot_probe_are_refused_with_the_reason(workspace, mae_pretrained, tmp_path):
     _, env = workspace
     cases = {}

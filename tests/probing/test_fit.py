@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from nnunet_mae.probing.fit import IGNORE, DiceCounter, VoxelHead, features_at, run_probe, sample_voxels
+from nnunet_mae.probing.fit import (IGNORE, DiceCounter, VoxelHead, features_at, run_probe, sample_voxels,
+                                    weighted_mean)
 
 SPATIAL = (16, 16, 16)
 
@@ -106,3 +107,9 @@ def test_no_labelled_voxel_is_a_clear_error():
     labels = torch.full((2, *SPATIAL), IGNORE)
     with pytest.raises(ValueError, match="no labelled voxel"):
         run_probe(batches(noise_features(2), labels), batches(noise_features(2), labels), 3)
+
+
+def test_weighted_mean_weights_values_and_skips_labels_a_fold_does_not_hold():
+    assert weighted_mean([(2, 0.5), (1, 0.2)]) == pytest.approx(0.4)
+    assert weighted_mean([(2, 0.5), (1, float("nan"))]) == pytest.approx(0.5)
+    assert math.isnan(weighted_mean([(2, float("nan"))]))
