@@ -50,7 +50,7 @@ from common import (CONFIGURATION, DEFAULT_DATA, machine_info, run_logged, split
                     trainer_folder)
 from label_efficiency import environment, prepare  # noqa: E402
 from converged_trainers import SCOUT_FILE  # noqa: E402
-from label_efficiency_protocol import FRACTIONS  # noqa: E402
+from label_efficiency_protocol import ARMS, FRACTIONS  # noqa: E402
 
 from nnunet_mae.transfer.checkpoint_io import safe_torch_load  # noqa: E402
 
@@ -312,14 +312,13 @@ def reference_epochs(epochs: int, steps: dict[str, float], timed: str, reference
 
 def reference(args, env: dict, name: str) -> None:
     """nnU-Net's default CNN from scratch, at the training time of the backbone's scratch arm."""
-    spec, epochs = BACKBONES[name], fine_tuning_epochs(args, name)
+    spec = BACKBONES[name]
     if spec.timing_arm is None:
         return
+    epochs = fine_tuning_epochs(args, name)
     if epochs is None:
         print(f"{name}: the scout has not finished; skipping the reference runs.", flush=True)
         return
-    from label_efficiency_protocol import ARMS
-
     steps = step_seconds(args, env, name)
     path = budget_file(args, "reference", name)
     write_budget(path, {"epochs": reference_epochs(epochs[0], steps, ARMS[spec.timing_arm].base,

@@ -227,7 +227,7 @@ def probe_encoders(demo: Demo, device: str) -> dict:
     what pre-training learned, read by a linear head on the frozen features (documentation/reference.md).
     Cross-validated over nnU-Net's five folds: with 8 labelled cases one fold scores 1-2 cases, too few to tell
     encoders apart (benchmarks.md, "The demo's probe"); over all five every labelled case scores once."""
-    from nnunet_mae.training.splits import NNUNET_FOLDS
+    from nnunet_mae.training.splits import NNUNET_FOLDS  # imports nnU-Net: not at the command's start
 
     checkpoint = pretraining_results_folder(demo.out / "nnUNet_results", DATASET, PRETRAIN, "nnUNetPlans",
                                             CONFIGURATION) / "checkpoint_final.pth"
@@ -242,6 +242,8 @@ def probe_encoders(demo: Demo, device: str) -> dict:
 
 
 def probe_line(probe: dict) -> str:
+    from nnunet_mae.training.splits import NNUNET_FOLDS
+
     gain = probe["pretrained"]["mean"] - probe["random"]["mean"]
     spread = max(probe["pretrained"]["spread"], probe["random"]["spread"])
     verdict = ("above the probe's spread: the encoder learned something a linear read-out can see" if gain > spread
@@ -249,7 +251,8 @@ def probe_line(probe: dict) -> str:
                     "features worse for a linear read-out" if gain < -spread
                else "within the probe's spread: at this budget the probe cannot tell the pre-trained encoder from a "
                     "random one")
-    return (f"Probe (linear head on the frozen encoder, cross-validated over nnU-Net's 5 folds, {PROBE_SEEDS} seeds): "
+    return (f"Probe (linear head on the frozen encoder, cross-validated over nnU-Net's {NNUNET_FOLDS} folds, "
+            f"{PROBE_SEEDS} seeds): "
             f"pre-trained "
             f"{probe['pretrained']['mean']:.3f} (spread {probe['pretrained']['spread']:.3f}), random init "
             f"{probe['random']['mean']:.3f} (spread {probe['random']['spread']:.3f}); difference {gain:+.3f}, "

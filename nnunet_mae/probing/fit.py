@@ -196,8 +196,7 @@ def score_head(head: VoxelHead, batches: Iterable[Batch], num_classes: int) -> l
 
 
 def mean_dice(dice: Sequence[float]) -> float:
-    finite = [d for d in dice if not math.isnan(d)]
-    return sum(finite) / len(finite) if finite else float("nan")
+    return weighted_mean([(1.0, d) for d in dice])
 
 
 def weighted_mean(pairs: Sequence[tuple[float, float]]) -> float:

@@ -85,7 +85,10 @@ class CheckpointProbe:
 
     def probe(self, network: torch.nn.Module, seed: int, with_train_dice: bool = False):
         return self.setup.probe(network, self.read, seed=seed, device=self.device, with_train_dice=with_train_dice,
-                                autocast=lambda: self.precision.autocast(self.device.type))
+                                autocast=self.autocast)
+
+    def autocast(self):
+        return self.precision.autocast(self.device.type)
 
     def rows(self, seeds: int = 3, random: bool = False) -> list[dict]:
         """One row per encoder (the checkpoint's, then the random one): Dice per label averaged over seeds,
@@ -99,7 +102,7 @@ class CheckpointProbe:
                 start = time.perf_counter()
                 per_seed.append(self.setup.probe_folds(
                     self.folds, self.network(seed if random_init else None), self.read, seed=seed, device=self.device,
-                    autocast=lambda: self.precision.autocast(self.device.type)).dice)
+                    autocast=self.autocast).dice)
                 seconds.append(time.perf_counter() - start)
             means = [mean_dice(d) for d in per_seed]
             rows.append({"encoder": title, "labels": label_names(self.dataset_json, self.label_manager.all_labels),
