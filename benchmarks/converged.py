@@ -29,7 +29,11 @@ machine may change between sessions:
 6. reference: nnU-Net's default CNN from scratch (what a user would train otherwise), --seeds seeds, at the same
    training time as the backbone's scratch arm: its iterations are the arm's times the ratio of their train_step
    times, measured side by side in one process (label_efficiency.py's timing worker) on the machine it runs on.
+   Where the CNN pair's scout converged within that time, the CNN pair's scratch runs (the same trainer, run to its
+   own convergence) are the reference and no more runs are made: a converged arm gains nothing from more time.
 7. report: results.json (one row per run), results.md and learning_curves.png in --out.
+Order: every backbone's scout, pre-training and runs first (the answers), then the stopping-signal checks, then the
+references (which may be served by the CNN pair).
 Trainers: the scratch and fine-tuning arms are label_efficiency.py's `_le` trainers, with this benchmark's budget
 files; the pre-trainings are in benchmarks/trainers/converged_trainers.py.
 """
@@ -75,6 +79,7 @@ BACKBONES = {
                     "nnUNetTrainerMAEFinetune_CNN_le", "nnUNetTrainerMAEPretrain_CNN_cv", None),  # the reference itself
 }
 REFERENCE, REFERENCE_ARM = "nnUNetTrainer_le", "cnn"  # nnU-Net's default CNN from scratch; label_efficiency.py's arm
+REFERENCE_PAIR = next(name for name, spec in BACKBONES.items() if spec.scratch == REFERENCE)  # scratch arm = reference
 
 
 def parse(argv):
@@ -310,6 +315,15 @@ def reference_epochs(epochs: int, steps: dict[str, float], timed: str, reference
     return max(1, round(epochs * steps[timed] / steps[reference]))
 
 
+def served_by_cnn_pair(args, same_time_epochs: int) -> dict | None:
+    """The CNN pair's scratch arm as the reference, where its scout converged in no more epochs than the reference
+    would train (same iterations per epoch): its runs are then nnU-Net's CNN from scratch, converged in that time."""
+    found = fine_tuning_epochs(args, REFERENCE_PAIR)
+    if found is None or not found[1] or found[0] > same_time_epochs:
+        return None
+    return {"arm": f"{REFERENCE_PAIR}_scratch", "epochs": found[0]}
+
+
 def reference(args, env: dict, name: str) -> None:
     """nnU-Net's default CNN from scratch, at the training time of the backbone's scratch arm."""
     spec = BACKBONES[name]
@@ -321,11 +335,17 @@ def reference(args, env: dict, name: str) -> None:
         return
     steps = step_seconds(args, env, name)
     path = budget_file(args, "reference", name)
-    write_budget(path, {"epochs": reference_epochs(epochs[0], steps, ARMS[spec.timing_arm].base,
-                                                   ARMS[REFERENCE_ARM].base),
-                        "iterations_per_epoch": {REFERENCE: args.iterations}, "val_iterations": args.val_iterations,
-                        "attributes": {"save_every": 5}, "same_time_as": {spec.scratch: epochs[0]},
-                        "step_seconds": steps})
+    same_time = reference_epochs(epochs[0], steps, ARMS[spec.timing_arm].base, ARMS[REFERENCE_ARM].base)
+    budget = {"epochs": same_time, "iterations_per_epoch": {REFERENCE: args.iterations},
+              "val_iterations": args.val_iterations, "attributes": {"save_every": 5},
+              "same_time_as": {spec.scratch: epochs[0]}, "step_seconds": steps}
+    # decided once: a reference whose runs have started keeps its budget (write_budget refuses another)
+    served = json.loads(path.read_text()).get("served_by") if path.is_file() else served_by_cnn_pair(args, same_time)
+    write_budget(path, {**budget, "served_by": served} if served else budget)
+    if served:
+        print(f"{name}: the reference is served by {served['arm']} ({served['epochs']} epochs, converged, within the "
+              f"{same_time} epochs of the same training time); no reference runs.", flush=True)
+        return
     for seed in range(args.seeds):
         train(args, env, REFERENCE, LABELLED_FOLD, reference_folder(args, name, seed), f"reference_{name}_seed{seed}",
               done="validation/summary.json", seed=seed, budget=path)
@@ -333,6 +353,7 @@ def reference(args, env: dict, name: str) -> None:
 
 STAGES = {"scout": scout, "pretrain": pretrain, "runs": lambda a, e, n: fine_tune(a, e, n, check=False),
           "check": lambda a, e, n: fine_tune(a, e, n, check=True), "reference": reference}
+PHASES = (("scout", "pretrain", "runs"), ("check",), ("reference",))  # the answers, the checks, the references
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -343,9 +364,10 @@ def main(argv: list[str] | None = None) -> int:
     if "prepare" in stages:
         prepare(args, env)
         add_imagesTs(args, env)
-    for name in args.backbones:  # one backbone's whole chain before the next: a lost machine loses at most one run
-        for stage in (s for s in STAGES if s in stages):
-            STAGES[stage](args, env, name)
+    for phase in PHASES:  # a lost machine loses at most one run: every run is resumed or skipped
+        for name in args.backbones:
+            for stage in (s for s in phase if s in stages):
+                STAGES[stage](args, env, name)
     if "report" in stages:
         from converged_report import write_report
 

@@ -120,15 +120,26 @@ def gain_line(name: str, runs: list[dict]) -> str:
             f"{len(arms[False])} seeds), largest seed spread {spread:.3f}: {verdict}.")
 
 
-def reference_line(name: str, runs: list[dict]) -> str:
-    """nnU-Net's CNN from scratch against the backbone's arms, at the training time of its scratch arm."""
+def reference_line(name: str, runs: list[dict], served: dict | None = None) -> str:
+    """nnU-Net's CNN from scratch against the backbone's arms, at the training time of its scratch arm (`served`:
+    the CNN pair's scratch arm, converged within that time, stands for it)."""
     def mean(arm: str) -> str:
         dice = [r["dice"] for r in runs if r["arm"] == arm]
         return f"{sum(dice) / len(dice):.3f} ({len(dice)} seeds)" if dice else "not yet"
 
+    if served:
+        cnn = f"{mean(served['arm'])}: the {served['arm']} runs (converged in {served['epochs']} epochs, in the time)"
+    else:
+        cnn = mean(f"{REFERENCE_ARM}_same_time_as_{name}")
     return (f"- nnU-Net's default CNN from scratch in the training time of the {BACKBONES[name].title} scratch arm: "
-            f"{mean(f'{REFERENCE_ARM}_same_time_as_{name}')}; {name} scratch {mean(f'{name}_scratch')}, "
-            f"{name} + MAE {mean(f'{name}_mae')} (pre-training time not counted).")
+            f"{cnn}; {name} scratch {mean(f'{name}_scratch')}, {name} + MAE {mean(f'{name}_mae')} (pre-training time "
+            f"not counted).")
+
+
+def references(args) -> dict:
+    """Each backbone's reference budget (with `served_by` where the CNN pair's scratch runs stand for it)."""
+    return {name: json.loads(budget_file(args, "reference", name).read_text()) for name in BACKBONES
+            if budget_file(args, "reference", name).is_file()}
 
 
 def fmt(value: float | None) -> str:
@@ -160,7 +171,8 @@ def markdown(protocol: dict, runs: list[dict]) -> list[str]:
                      f"{minutes:.0f} | {amortised} |")
     arms = {r["arm"] for r in runs}
     lines += [""] + [gain_line(name, runs) for name in BACKBONES if {f"{name}_scratch", f"{name}_mae"} & arms]
-    lines += [reference_line(name, runs) for name in BACKBONES if f"{REFERENCE_ARM}_same_time_as_{name}" in arms]
+    lines += [reference_line(name, runs, budget.get("served_by")) for name, budget in protocol["references"].items()
+              if budget.get("served_by") or f"{REFERENCE_ARM}_same_time_as_{name}" in arms]
     for name, check in protocol["stopping_check"].items():
         lines += ["", f"Stopping-signal check, {BACKBONES[name].title} (seed 0): "
                       + "; ".join(f"{r['snapshot']} (epoch {r['epoch']}): probe {fmt(r['probe'])}, fine-tuned "
@@ -216,7 +228,7 @@ def write_report(args) -> dict:
             scouts[name] = {**json.loads(scout_file(args, name).read_text()), "cpu": machine(args, f"scout_{name}")}
     curves = {name: probe_curve(args, name) for name in BACKBONES}
     checks = {name: stopping_check(args, name, runs, curves[name]) for name in BACKBONES}
-    protocol = {"scouts": scouts, "probe_curves": curves,
+    protocol = {"scouts": scouts, "probe_curves": curves, "references": references(args),
                 "stopping_check": {name: {"snapshots": rows, "ranks_agree": ranks_agree(rows)}
                                    for name, rows in checks.items() if rows}}
     args.out.mkdir(parents=True, exist_ok=True)

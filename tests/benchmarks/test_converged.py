@@ -170,3 +170,55 @@ def test_the_reference_cnn_trains_as_long_as_the_scratch_arm_and_apart_from_the_
     assert [k["seed"] for k in calls] == [0, 1, 2]
     converged.reference(args, {}, "cnn")  # nnU-Net's CNN is its own reference
     assert len(calls) == 3
+
+
+def reference_setup(tmp_path, monkeypatch, cnn_scout: dict | None):
+    """A workspace with the ViT's scout (60 epochs), a side-by-side timing (CNN step 3× the ViT's: 20 epochs at the
+    same time) and, optionally, the CNN pair's scout; `train` recorded instead of run."""
+    args = converged.parse(["--work", str(tmp_path)])
+    (tmp_path / "scout_vit.json").write_text(json.dumps({"epochs": 60, "converged": True}))
+    if cnn_scout is not None:
+        (tmp_path / "scout_cnn.json").write_text(json.dumps(cnn_scout))
+    (tmp_path / "reference_timing_vit").mkdir()
+    (tmp_path / "reference_timing_vit" / "step_times.json").write_text(json.dumps(
+        {"step_seconds": {"nnUNetTrainerViT": 1.0, "nnUNetTrainer": 3.0}}))
+    calls = []
+    monkeypatch.setattr(converged, "train", lambda *a, **k: calls.append(k))
+    return args, calls
+
+
+@pytest.mark.parametrize("cnn_scout, served", [({"epochs": 20, "converged": True}, True),
+                                               ({"epochs": 21, "converged": True}, False),  # longer than the time
+                                               ({"epochs": 20, "converged": False}, False),  # its cap, not converged
+                                               (None, False)])
+def test_the_cnn_pairs_converged_scratch_runs_serve_as_the_reference_only_within_the_time(
+        tmp_path, monkeypatch, cnn_scout, served):
+    args, calls = reference_setup(tmp_path, monkeypatch, cnn_scout)
+    converged.reference(args, {}, "vit")
+    budget = json.loads(converged.budget_file(args, "reference", "vit").read_text())
+    assert budget["epochs"] == 20
+    assert budget.get("served_by") == ({"arm": "cnn_scratch", "epochs": 20} if served else None)
+    assert len(calls) == (0 if served else 3)
+    runs = [{"arm": "cnn_scratch", "dice": 0.86}, {"arm": "cnn_same_time_as_vit", "dice": 0.80},
+            {"arm": "vit_scratch", "dice": 0.84}]
+    line = converged_report.reference_line("vit", runs, budget.get("served_by"))
+    assert ("0.860 (1 seeds): the cnn_scratch runs" in line) == served and ("0.800" in line) != served
+
+
+def test_a_reference_whose_runs_started_keeps_its_budget_when_the_cnn_pair_converges_later(tmp_path, monkeypatch):
+    args, calls = reference_setup(tmp_path, monkeypatch, None)
+    converged.reference(args, {}, "vit")  # no CNN pair yet: the reference runs
+    (tmp_path / "scout_cnn.json").write_text(json.dumps({"epochs": 20, "converged": True}))
+    converged.reference(args, {}, "vit")  # neither refused nor switched under the runs already made
+    assert "served_by" not in json.loads(converged.budget_file(args, "reference", "vit").read_text())
+    assert len(calls) == 6
+
+
+def test_every_backbones_runs_come_before_any_check_and_the_references_last(tmp_path, monkeypatch):
+    calls = []
+    for stage in ("scout", "pretrain", "runs", "check", "reference"):
+        monkeypatch.setitem(converged.STAGES, stage, lambda a, e, n, stage=stage: calls.append((stage, n)))
+    monkeypatch.setattr(converged, "environment", lambda args: {})
+    converged.main(["--work", str(tmp_path), "--stages", "scout,pretrain,runs,check,reference"])
+    assert calls == [("scout", "vit"), ("pretrain", "vit"), ("runs", "vit"), ("scout", "cnn"), ("pretrain", "cnn"),
+                     ("runs", "cnn"), ("check", "vit"), ("check", "cnn"), ("reference", "vit"), ("reference", "cnn")]
