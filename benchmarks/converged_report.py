@@ -142,6 +142,12 @@ def references(args) -> dict:
             if budget_file(args, "reference", name).is_file()}
 
 
+def ema_at(run: dict, fraction: float) -> float:
+    """nnU-Net's EMA pseudo Dice of a run after `fraction` of its epochs: how far each arm is on a shorter budget."""
+    ema = run["ema_fg_dice"]
+    return ema[max(1, round(len(ema) * fraction)) - 1]
+
+
 def fmt(value: float | None) -> str:
     return f"{value:.3f}" if value is not None else "not yet"
 
@@ -157,8 +163,9 @@ def markdown(protocol: dict, runs: list[dict]) -> list[str]:
             lines += ["", f"Probe of the {BACKBONES[name].title} pre-training (iterations: mean Dice; noise "
                           f"{fmt(curve['noise'])}; stopping signal after epoch {curve['stop_epoch']}; "
                           f"{'finished' if curve['finished'] else 'running'}): {points}"]
-    lines += ["", "| arm | seeds | iterations | Dice per seed | mean | converged | train minutes | pre-training "
-                  "minutes, amortised |", "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| arm | seeds | iterations | Dice per seed | mean | converged | EMA pseudo Dice after ¼ / ½ of "
+                  "the iterations (mean) | train minutes | pre-training minutes, amortised |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for arm in dict.fromkeys(r["arm"] for r in runs):
         mine = sorted((r for r in runs if r["arm"] == arm), key=lambda r: r["seed"])
         curve = protocol["probe_curves"].get(mine[0]["backbone"]) if mine[0]["pretrained"] else None
@@ -167,8 +174,9 @@ def markdown(protocol: dict, runs: list[dict]) -> list[str]:
         mean, minutes = sum(r["dice"] for r in mine) / len(mine), sum(r["train_minutes"] for r in mine) / len(mine)
         converged = f"{sum(r['converged'] for r in mine)}/{len(mine)}"
         amortised = f"{share:.0f}" if share is not None else "-"
+        early = " / ".join(f"{sum(ema_at(r, f) for r in mine) / len(mine):.3f}" for f in (0.25, 0.5))
         lines.append(f"| {arm} | {len(mine)} | {mine[0]['iterations']} | {per_seed} | {mean:.3f} | {converged} | "
-                     f"{minutes:.0f} | {amortised} |")
+                     f"{early} | {minutes:.0f} | {amortised} |")
     arms = {r["arm"] for r in runs}
     lines += [""] + [gain_line(name, runs) for name in BACKBONES if {f"{name}_scratch", f"{name}_mae"} & arms]
     lines += [reference_line(name, runs, budget.get("served_by")) for name, budget in protocol["references"].items()

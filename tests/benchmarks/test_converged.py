@@ -222,3 +222,10 @@ def test_every_backbones_runs_come_before_any_check_and_the_references_last(tmp_
     converged.main(["--work", str(tmp_path), "--stages", "scout,pretrain,runs,check,reference"])
     assert calls == [("scout", "vit"), ("pretrain", "vit"), ("runs", "vit"), ("scout", "cnn"), ("pretrain", "cnn"),
                      ("runs", "cnn"), ("check", "vit"), ("check", "cnn"), ("reference", "vit"), ("reference", "cnn")]
+
+
+def test_the_report_reads_each_runs_ema_after_a_quarter_and_half_of_its_epochs():
+    run = {"ema_fg_dice": [0.1 * e for e in range(1, 9)]}  # 8 epochs
+    assert converged_report.ema_at(run, 0.25) == pytest.approx(0.2) and converged_report.ema_at(run, 0.5) == \
+        pytest.approx(0.4)
+    assert converged_report.ema_at({"ema_fg_dice": [0.3]}, 0.25) == 0.3  # at least the first epoch
