@@ -139,6 +139,16 @@ def run_folder(args, name: str, pretrained: bool, seed: int, snapshot: Path | No
     return trainer_folder(args.work / "results" / sub, trainer, LABELLED_FOLD)
 
 
+def arm_name(name: str, pretrained: bool) -> str:
+    """The arm's name in logs and results: `<backbone>_scratch` or `<backbone>_mae`."""
+    return f"{name}_{'mae' if pretrained else 'scratch'}"
+
+
+def reference_arm_name(name: str) -> str:
+    """nnU-Net's CNN from scratch at the training time of the backbone's scratch arm."""
+    return f"{REFERENCE_ARM}_same_time_as_{name}"
+
+
 def reference_folder(args, name: str, seed: int) -> Path:
     return trainer_folder(args.work / "results" / f"reference_{name}_seed{seed}", REFERENCE, LABELLED_FOLD)
 
@@ -291,7 +301,7 @@ def fine_tune(args, env: dict, name: str, check: bool) -> None:
     for seed in range(args.seeds):
         for pretrained in (False, True):
             train(args, env, spec.finetune if pretrained else spec.scratch, LABELLED_FOLD,
-                  run_folder(args, name, pretrained, seed), f"{name}_{'mae' if pretrained else 'scratch'}_seed{seed}",
+                  run_folder(args, name, pretrained, seed), f"{arm_name(name, pretrained)}_seed{seed}",
                   done="validation/summary.json", seed=seed, budget=budget,
                   pretrained=chosen["plateau"] if pretrained else None)
 
@@ -321,7 +331,7 @@ def served_by_cnn_pair(args, same_time_epochs: int) -> dict | None:
     found = fine_tuning_epochs(args, REFERENCE_PAIR)
     if found is None or not found[1] or found[0] > same_time_epochs:
         return None
-    return {"arm": f"{REFERENCE_PAIR}_scratch", "epochs": found[0]}
+    return {"arm": arm_name(REFERENCE_PAIR, False), "epochs": found[0]}
 
 
 def reference(args, env: dict, name: str) -> None:

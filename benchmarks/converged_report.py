@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from converged import (BACKBONES, REFERENCE_ARM, budget_file, pretrain_folder, quarter_is_flat, reference_folder,
-                       run_folder, scout_file, snapshots)
+from converged import (BACKBONES, REFERENCE_ARM, arm_name, budget_file, pretrain_folder, quarter_is_flat,
+                       reference_arm_name, reference_folder, run_folder, scout_file, snapshots)
 
 from nnunet_mae.probing.history import ProbeHistory
 from nnunet_mae.transfer.checkpoint_io import safe_torch_load
@@ -55,15 +55,15 @@ def collect_runs(args) -> list[dict]:
     for name in BACKBONES:
         for seed in range(args.seeds):
             for pretrained in (False, True):
-                log = f"{name}_{'mae' if pretrained else 'scratch'}_seed{seed}"
+                log = f"{arm_name(name, pretrained)}_seed{seed}"
                 entry = run_entry(args, name, run_folder(args, name, pretrained, seed), log)
                 if entry is not None:
-                    runs.append({"arm": f"{name}_{'mae' if pretrained else 'scratch'}", "backbone": name,
+                    runs.append({"arm": arm_name(name, pretrained), "backbone": name,
                                  "pretrained": pretrained, "seed": seed, **entry})
             entry = run_entry(args, name, reference_folder(args, name, seed), f"reference_{name}_seed{seed}",
                               stage="reference")
             if entry is not None:  # nnU-Net's CNN from scratch at the training time of this backbone's scratch arm
-                runs.append({"arm": f"{REFERENCE_ARM}_same_time_as_{name}", "backbone": REFERENCE_ARM,
+                runs.append({"arm": reference_arm_name(name), "backbone": REFERENCE_ARM,
                              "pretrained": False, "seed": seed, **entry})
     return runs
 
@@ -109,7 +109,7 @@ def ranks_agree(rows: list[dict]) -> bool | None:
 
 
 def gain_line(name: str, runs: list[dict]) -> str:
-    arms = {p: [r["dice"] for r in runs if r["arm"] == f"{name}_{'mae' if p else 'scratch'}"] for p in (False, True)}
+    arms = {p: [r["dice"] for r in runs if r["arm"] == arm_name(name, p)] for p in (False, True)}
     if not arms[False] or not arms[True]:
         return f"- {BACKBONES[name].title}: not both arms finished yet."
     gain = sum(arms[True]) / len(arms[True]) - sum(arms[False]) / len(arms[False])
@@ -130,10 +130,10 @@ def reference_line(name: str, runs: list[dict], served: dict | None = None) -> s
     if served:
         cnn = f"{mean(served['arm'])}: the {served['arm']} runs (converged in {served['epochs']} epochs, in the time)"
     else:
-        cnn = mean(f"{REFERENCE_ARM}_same_time_as_{name}")
+        cnn = mean(reference_arm_name(name))
+    scratch, mae = mean(arm_name(name, False)), mean(arm_name(name, True))
     return (f"- nnU-Net's default CNN from scratch in the training time of the {BACKBONES[name].title} scratch arm: "
-            f"{cnn}; {name} scratch {mean(f'{name}_scratch')}, {name} + MAE {mean(f'{name}_mae')} (pre-training time "
-            f"not counted).")
+            f"{cnn}; {name} scratch {scratch}, {name} + MAE {mae} (pre-training time not counted).")
 
 
 def references(args) -> dict:
@@ -178,9 +178,10 @@ def markdown(protocol: dict, runs: list[dict]) -> list[str]:
         lines.append(f"| {arm} | {len(mine)} | {mine[0]['iterations']} | {per_seed} | {mean:.3f} | {converged} | "
                      f"{early} | {minutes:.0f} | {amortised} |")
     arms = {r["arm"] for r in runs}
-    lines += [""] + [gain_line(name, runs) for name in BACKBONES if {f"{name}_scratch", f"{name}_mae"} & arms]
+    lines += [""] + [gain_line(name, runs) for name in BACKBONES
+                     if {arm_name(name, False), arm_name(name, True)} & arms]
     lines += [reference_line(name, runs, budget.get("served_by")) for name, budget in protocol["references"].items()
-              if budget.get("served_by") or f"{REFERENCE_ARM}_same_time_as_{name}" in arms]
+              if budget.get("served_by") or reference_arm_name(name) in arms]
     for name, check in protocol["stopping_check"].items():
         lines += ["", f"Stopping-signal check, {BACKBONES[name].title} (seed 0): "
                       + "; ".join(f"{r['snapshot']} (epoch {r['epoch']}): probe {fmt(r['probe'])}, fine-tuned "
@@ -202,7 +203,8 @@ def plot(protocol: dict, runs: list[dict], path: Path) -> None:
                   label=f"{name} scout")
     for r in runs:
         per_epoch = r["iterations"] // len(r["ema_fg_dice"])
-        colour = "tab:red" if r["pretrained"] else "tab:blue" if r["arm"].endswith("_scratch") else "tab:green"
+        scratch = r["arm"] == arm_name(r["backbone"], False)
+        colour = "tab:red" if r["pretrained"] else "tab:blue" if scratch else "tab:green"
         left.plot([per_epoch * (i + 1) for i in range(len(r["ema_fg_dice"]))], r["ema_fg_dice"], color=colour,
                   alpha=0.6, label=f"{r['arm']} seed {r['seed']}")
     left.set(xlabel="fine-tuning iterations", ylabel="EMA pseudo Dice (nnU-Net)", title="learning curves")
