@@ -7,7 +7,9 @@ convergence budget (issue 25).
 
 Stages, each skipped where its output exists, so that the benchmark continues where it stopped (an interrupted
 nnU-Net run continues with `--c`); every finished run writes records/<run>.json with the CPU it ran on, since the
-machine may change between sessions:
+machine may change between sessions. What has landed in --out (results.json, protocol.json: committed as runs
+finish) is the durable record: a new or lost --work continues from it, each scout's budget written back and every
+run found there skipped (`restore`, `has_landed`); a lost pre-training is run again.
 1. prepare: label_efficiency.py's workspace and split (fold 0: nnU-Net's 160 training / 40 validation cases; fold 1:
    a seeded 16 of fold 0's training cases, the same 40 validation cases), and the dataset's imagesTs through
    `nnunet_mae add_unlabeled`: pre-training sees every image but the 40 validation cases.
@@ -22,20 +24,21 @@ machine may change between sessions:
    (probe fold 1), a snapshot of the network at every probe. The plateau: the snapshot at which the probe's
    stopping signal came ("pre-training has stopped paying"), or the last one if it never came.
 4. runs: each backbone's scratch arm and its arm fine-tuned from the plateau snapshot, --seeds seeds each, at the
-   scout's budget; each run's own EMA pseudo Dice is judged by the same criterion (`converged`). Dice: nnU-Net's
-   own validation of the 40 cases (no test-time mirroring, every arm alike).
+   scout's budget (the scratch runs without waiting for the pre-training); each run's own EMA pseudo Dice is judged
+   by the same criterion (`converged`). Dice: nnU-Net's own validation of the 40 cases (no test-time mirroring,
+   every arm alike).
 5. check: fine-tuning (seed 0) from the first and the last snapshot too: does the probe rank the early, plateau and
    late encoders as fine-tuning does?
 6. reference: nnU-Net's default CNN from scratch (what a user would train otherwise), --seeds seeds, at the same
    training time as the backbone's scratch arm: its iterations are the arm's times the ratio of their train_step
    times, measured side by side in one process (label_efficiency.py's timing worker) on the machine it runs on.
-   Where the CNN pair's scout converged within that time, the CNN pair's scratch runs (the same trainer, run to its
-   own convergence) are the reference and no more runs are made: a converged arm gains nothing from more time.
+   nnU-Net's trainer as nnU-Net runs it: fp32 on a CPU.
 7. report: results.json (one row per run), results.md and learning_curves.png in --out.
 Order: every backbone's scout, pre-training and runs first (the answers), then the stopping-signal checks, then the
-references (which may be served by the CNN pair).
+references.
 Trainers: the scratch and fine-tuning arms are label_efficiency.py's `_le` trainers, with this benchmark's budget
-files; the pre-trainings are in benchmarks/trainers/converged_trainers.py.
+files; the pre-trainings, and the CNN pair's scratch arm (nnU-Net's trainer in the precision of the package's CNN
+fine-tuning, so that the pair differs in its start only), are in benchmarks/trainers/converged_trainers.py.
 """
 
 from __future__ import annotations
@@ -66,8 +69,8 @@ PRETRAIN_FOLD = 0  # fold 0's training images (+ the unlabeled ones): never the 
 class Backbone:
     title: str
     scout: str  # the scratch arm's trainer, writing its EMA pseudo Dice every epoch (converged_trainers.py)
-    scratch: str  # trainer of the scratch arm (benchmarks/trainers/label_efficiency_trainers.py)
-    finetune: str  # trainer of the arm fine-tuned from the pre-trained encoder (same file)
+    scratch: str  # trainer of the scratch arm (label_efficiency_trainers.py; the CNN's: converged_trainers.py)
+    finetune: str  # trainer of the arm fine-tuned from the pre-trained encoder (label_efficiency_trainers.py)
     pretrain: str  # its pre-training (benchmarks/trainers/converged_trainers.py)
     timing_arm: str | None  # label_efficiency.py's arm of the scratch trainer, timed against the reference CNN
 
@@ -75,11 +78,12 @@ class Backbone:
 BACKBONES = {
     "vit": Backbone("ViT-S UNETR-style", "nnUNetTrainerViT_scout", "nnUNetTrainerViT_le", "nnUNetTrainerMAEFinetune_le",
                     "nnUNetTrainerMAEPretrain_cv", "vit"),
-    "cnn": Backbone("nnU-Net's default CNN (PlainConvUNet, nnUNetPlans)", "nnUNetTrainer_scout", "nnUNetTrainer_le",
-                    "nnUNetTrainerMAEFinetune_CNN_le", "nnUNetTrainerMAEPretrain_CNN_cv", None),  # the reference itself
+    # both arms in the package's precision (`auto`: bf16 on CPUs with native bf16); no reference of its own
+    "cnn": Backbone("nnU-Net's default CNN (PlainConvUNet, nnUNetPlans)", "nnUNetTrainerAutocast_scout",
+                    "nnUNetTrainerAutocast_le", "nnUNetTrainerMAEFinetune_CNN_le", "nnUNetTrainerMAEPretrain_CNN_cv",
+                    None),
 }
 REFERENCE, REFERENCE_ARM = "nnUNetTrainer_le", "cnn"  # nnU-Net's default CNN from scratch; label_efficiency.py's arm
-REFERENCE_PAIR = next(name for name, spec in BACKBONES.items() if spec.scratch == REFERENCE)  # scratch arm = reference
 
 
 def parse(argv):
@@ -117,6 +121,32 @@ def quarter_is_flat(ema: list[float], epochs: int, tolerance: float, min_dice: f
 def convergence_epoch(ema: list[float], tolerance: float, min_dice: float, min_epochs: int) -> int | None:
     """The first epoch count at which the run counts as converged, None if it never does."""
     return next((e for e in range(min_epochs, len(ema) + 1) if quarter_is_flat(ema, e, tolerance, min_dice)), None)
+
+
+# ----- what has landed ----------------------------------------------------------------------------------------------
+def landed(args) -> tuple[list[dict], dict]:
+    """The runs and the protocol in --out: what earlier invocations, perhaps on a machine since lost, reported."""
+    def read(name: str, empty):
+        path = args.out / name
+        return json.loads(path.read_text()) if path.is_file() else empty
+
+    return read("results.json", []), read("protocol.json", {})
+
+
+def has_landed(args, arm: str, seed: int) -> bool:
+    return any(r["arm"] == arm and r["seed"] == seed for r in landed(args)[0])
+
+
+def restore(args) -> None:
+    """Each scout that has landed, back in --work (its result is the budget of every run of the backbone)."""
+    for name, found in landed(args)[1].get("scouts", {}).items():
+        if name in BACKBONES and not scout_file(args, name).is_file():
+            (args.work / "records").mkdir(parents=True, exist_ok=True)
+            scout_file(args, name).write_text(json.dumps({k: v for k, v in found.items() if k != "cpu"}, indent=1))
+            (args.work / "records" / f"scout_{name}.json").write_text(json.dumps(
+                {"run": f"scout_{name}", "restored_from": str(args.out / "protocol.json"), "finished": time.time(),
+                 "machine": {"cpu": found.get("cpu")}}, indent=1))
+            print(f"{name}: the scout's result restored from {args.out / 'protocol.json'}", flush=True)
 
 
 # ----- where things live ---------------------------------------------------------------------------------------------
@@ -185,12 +215,15 @@ def nnunet_train(args, env: dict, trainer: str, fold: int, folder: Path, *, seed
 
 def train(args, env: dict, trainer: str, fold: int, folder: Path, log: str, *, done: str, seed: int,
           budget: Path, pretrained: Path | None = None) -> None:
-    """One nnU-Net run to its end, skipped where `done` exists, recorded."""
+    """One nnU-Net run to its end, skipped where `done` exists, recorded (fine-tuning runs: with the snapshot and
+    the pre-training they started from)."""
     if (folder / done).is_file():
         return
     command, run_env = nnunet_train(args, env, trainer, fold, folder, seed=seed, budget=budget, pretrained=pretrained)
     seconds = run_logged(command, run_env, args.work / "logs" / f"{log}.log", append=True, echo=True)
-    record(args, log, folder=str(folder), wall_seconds_last_invocation=seconds)
+    started_from = {} if pretrained is None else {"snapshot": pretrained.stem, "pretraining": pretraining_id(args,
+                                                                                                            pretrained)}
+    record(args, log, folder=str(folder), wall_seconds_last_invocation=seconds, **started_from)
 
 
 # ----- stages --------------------------------------------------------------------------------------------------------
@@ -261,6 +294,13 @@ def pretrain(args, env: dict, name: str) -> None:
           done="checkpoint_final.pth", seed=0, budget=path)
 
 
+def pretraining_id(args, snapshot: Path) -> float | None:
+    """Which pre-training a snapshot belongs to: when it finished (one --work may lose it and run it again)."""
+    name = next(n for n in BACKBONES if snapshot.is_relative_to(pretrain_folder(args, n)))
+    path = args.work / "records" / f"pretrain_{name}.json"
+    return json.loads(path.read_text())["finished"] if path.is_file() else None
+
+
 def snapshots(args, name: str) -> dict[str, Path] | None:
     """The early (first), plateau and late (last) snapshots of a finished pre-training; None until it has finished.
     The plateau: the snapshot at which the stopping signal came (what a user who follows it fine-tunes from), or
@@ -288,18 +328,22 @@ def runs_budget(args, name: str) -> Path | None:
 
 def fine_tune(args, env: dict, name: str, check: bool) -> None:
     spec, budget, chosen = BACKBONES[name], runs_budget(args, name), snapshots(args, name)
-    if budget is None or chosen is None:
-        print(f"{name}: the scout or the pre-training has not finished; skipping its runs.", flush=True)
+    if budget is None:
+        print(f"{name}: the scout has not finished; skipping its runs.", flush=True)
         return
+    if chosen is None:
+        print(f"{name}: the pre-training has not finished; its scratch runs only.", flush=True)
     if check:
-        for which in ("early", "late"):
+        for which in ("early", "late") if chosen else ():
             if chosen[which] != chosen["plateau"]:
                 train(args, env, spec.finetune, LABELLED_FOLD, run_folder(args, name, True, 0, chosen[which]),
                       f"check_{name}_{chosen[which].stem}", done="validation/summary.json", seed=0, budget=budget,
                       pretrained=chosen[which])
         return
     for seed in range(args.seeds):
-        for pretrained in (False, True):
+        for pretrained in (False, True) if chosen else (False,):
+            if has_landed(args, arm_name(name, pretrained), seed):
+                continue
             train(args, env, spec.finetune if pretrained else spec.scratch, LABELLED_FOLD,
                   run_folder(args, name, pretrained, seed), f"{arm_name(name, pretrained)}_seed{seed}",
                   done="validation/summary.json", seed=seed, budget=budget,
@@ -325,15 +369,6 @@ def reference_epochs(epochs: int, steps: dict[str, float], timed: str, reference
     return max(1, round(epochs * steps[timed] / steps[reference]))
 
 
-def served_by_cnn_pair(args, same_time_epochs: int) -> dict | None:
-    """The CNN pair's scratch arm as the reference, where its scout converged in no more epochs than the reference
-    would train (same iterations per epoch): its runs are then nnU-Net's CNN from scratch, converged in that time."""
-    found = fine_tuning_epochs(args, REFERENCE_PAIR)
-    if found is None or not found[1] or found[0] > same_time_epochs:
-        return None
-    return {"arm": arm_name(REFERENCE_PAIR, False), "epochs": found[0]}
-
-
 def reference(args, env: dict, name: str) -> None:
     """nnU-Net's default CNN from scratch, at the training time of the backbone's scratch arm."""
     spec = BACKBONES[name]
@@ -346,17 +381,10 @@ def reference(args, env: dict, name: str) -> None:
     steps = step_seconds(args, env, name)
     path = budget_file(args, "reference", name)
     same_time = reference_epochs(epochs[0], steps, ARMS[spec.timing_arm].base, ARMS[REFERENCE_ARM].base)
-    budget = {"epochs": same_time, "iterations_per_epoch": {REFERENCE: args.iterations},
-              "val_iterations": args.val_iterations, "attributes": {"save_every": 5},
-              "same_time_as": {spec.scratch: epochs[0]}, "step_seconds": steps}
-    # decided once: a reference whose runs have started keeps its budget (write_budget refuses another)
-    served = json.loads(path.read_text()).get("served_by") if path.is_file() else served_by_cnn_pair(args, same_time)
-    write_budget(path, {**budget, "served_by": served} if served else budget)
-    if served:
-        print(f"{name}: the reference is served by {served['arm']} ({served['epochs']} epochs, converged, within the "
-              f"{same_time} epochs of the same training time); no reference runs.", flush=True)
-        return
-    for seed in range(args.seeds):
+    write_budget(path, {"epochs": same_time, "iterations_per_epoch": {REFERENCE: args.iterations},
+                        "val_iterations": args.val_iterations, "attributes": {"save_every": 5},
+                        "same_time_as": {spec.scratch: epochs[0]}, "step_seconds": steps})
+    for seed in (s for s in range(args.seeds) if not has_landed(args, reference_arm_name(name), s)):
         train(args, env, REFERENCE, LABELLED_FOLD, reference_folder(args, name, seed), f"reference_{name}_seed{seed}",
               done="validation/summary.json", seed=seed, budget=path)
 
@@ -370,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     env = environment(args)
     (args.work / "logs").mkdir(parents=True, exist_ok=True)
+    restore(args)
     stages = args.stages.split(",")
     if "prepare" in stages:
         prepare(args, env)

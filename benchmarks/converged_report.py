@@ -2,7 +2,8 @@
 
 Writes to --out: results.json (one entry per finished run at the measured budget: `arm`, `backbone`, `pretrained`,
 `seed`, `iterations`, `dice`, `converged`, and what else the run recorded), protocol.json (the budgets, the probe
-curves, the stopping-signal check, the CPU of every stage), results.md and learning_curves.png.
+curves, the stopping-signal check, the CPU of every stage), results.md and learning_curves.png. What --work no longer
+holds (a lost machine) is kept from what has landed in --out: its runs, probe curves and checks.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from converged import (BACKBONES, REFERENCE_ARM, arm_name, budget_file, pretrain_folder, quarter_is_flat,
+from converged import (BACKBONES, REFERENCE_ARM, arm_name, budget_file, landed, pretrain_folder, quarter_is_flat,
                        reference_arm_name, reference_folder, run_folder, scout_file, snapshots)
 
 from nnunet_mae.probing.history import ProbeHistory
@@ -24,9 +25,13 @@ def training_log(checkpoint: Path) -> dict:
             "ema_fg_dice": [float(x) for x in logging["ema_fg_dice"]]}
 
 
-def machine(args, log: str) -> str | None:
+def recorded(args, log: str) -> dict:
     path = args.work / "records" / f"{log}.json"
-    return json.loads(path.read_text())["machine"].get("cpu") if path.is_file() else None
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def machine(args, log: str) -> str | None:
+    return recorded(args, log).get("machine", {}).get("cpu")
 
 
 def criterion(args, name: str) -> dict:
@@ -47,24 +52,28 @@ def run_entry(args, name: str, folder: Path, log: str, stage: str = "runs") -> d
             "dice_per_label": {label: scores["mean"][label]["Dice"] for label in scores["mean"]},
             "iterations": log_values["epochs"] * per_epoch,
             "converged": quarter_is_flat(ema, len(ema), rule["tolerance"], rule["min_dice"]),
-            "train_minutes": log_values["train_minutes"], "ema_fg_dice": ema, "cpu": machine(args, log)}
+            "train_minutes": log_values["train_minutes"], "ema_fg_dice": ema, "cpu": machine(args, log),
+            **{k: v for k, v in recorded(args, log).items() if k in ("snapshot", "pretraining")}}
 
 
 def collect_runs(args) -> list[dict]:
-    runs = []
+    """Every finished run: from --work, else as it landed in --out."""
+    earlier, runs = {(r["arm"], r["seed"]): r for r in landed(args)[0]}, []
+
+    def add(arm: str, backbone: str, pretrained: bool, seed: int, entry: dict | None) -> None:
+        if entry is not None:
+            runs.append({"arm": arm, "backbone": backbone, "pretrained": pretrained, "seed": seed, **entry})
+        elif (arm, seed) in earlier:
+            runs.append(earlier[arm, seed])
+
     for name in BACKBONES:
         for seed in range(args.seeds):
             for pretrained in (False, True):
-                log = f"{arm_name(name, pretrained)}_seed{seed}"
-                entry = run_entry(args, name, run_folder(args, name, pretrained, seed), log)
-                if entry is not None:
-                    runs.append({"arm": arm_name(name, pretrained), "backbone": name,
-                                 "pretrained": pretrained, "seed": seed, **entry})
-            entry = run_entry(args, name, reference_folder(args, name, seed), f"reference_{name}_seed{seed}",
-                              stage="reference")
-            if entry is not None:  # nnU-Net's CNN from scratch at the training time of this backbone's scratch arm
-                runs.append({"arm": reference_arm_name(name), "backbone": REFERENCE_ARM,
-                             "pretrained": False, "seed": seed, **entry})
+                add(arm_name(name, pretrained), name, pretrained, seed, run_entry(
+                    args, name, run_folder(args, name, pretrained, seed), f"{arm_name(name, pretrained)}_seed{seed}"))
+            # nnU-Net's CNN from scratch at the training time of this backbone's scratch arm
+            add(reference_arm_name(name), REFERENCE_ARM, False, seed, run_entry(
+                args, name, reference_folder(args, name, seed), f"reference_{name}_seed{seed}", stage="reference"))
     return runs
 
 
@@ -120,24 +129,19 @@ def gain_line(name: str, runs: list[dict]) -> str:
             f"{len(arms[False])} seeds), largest seed spread {spread:.3f}: {verdict}.")
 
 
-def reference_line(name: str, runs: list[dict], served: dict | None = None) -> str:
-    """nnU-Net's CNN from scratch against the backbone's arms, at the training time of its scratch arm (`served`:
-    the CNN pair's scratch arm, converged within that time, stands for it)."""
+def reference_line(name: str, runs: list[dict]) -> str:
+    """nnU-Net's CNN from scratch against the backbone's arms, at the training time of its scratch arm."""
     def mean(arm: str) -> str:
         dice = [r["dice"] for r in runs if r["arm"] == arm]
         return f"{sum(dice) / len(dice):.3f} ({len(dice)} seeds)" if dice else "not yet"
 
-    if served:
-        cnn = f"{mean(served['arm'])}: the {served['arm']} runs (converged in {served['epochs']} epochs, in the time)"
-    else:
-        cnn = mean(reference_arm_name(name))
-    scratch, mae = mean(arm_name(name, False)), mean(arm_name(name, True))
+    cnn, scratch, mae = mean(reference_arm_name(name)), mean(arm_name(name, False)), mean(arm_name(name, True))
     return (f"- nnU-Net's default CNN from scratch in the training time of the {BACKBONES[name].title} scratch arm: "
             f"{cnn}; {name} scratch {scratch}, {name} + MAE {mae} (pre-training time not counted).")
 
 
 def references(args) -> dict:
-    """Each backbone's reference budget (with `served_by` where the CNN pair's scratch runs stand for it)."""
+    """Each backbone's reference budget (epochs, the scratch arm's epochs it matches, the step times)."""
     return {name: json.loads(budget_file(args, "reference", name).read_text()) for name in BACKBONES
             if budget_file(args, "reference", name).is_file()}
 
@@ -180,8 +184,7 @@ def markdown(protocol: dict, runs: list[dict]) -> list[str]:
     arms = {r["arm"] for r in runs}
     lines += [""] + [gain_line(name, runs) for name in BACKBONES
                      if {arm_name(name, False), arm_name(name, True)} & arms]
-    lines += [reference_line(name, runs, budget.get("served_by")) for name, budget in protocol["references"].items()
-              if budget.get("served_by") or reference_arm_name(name) in arms]
+    lines += [reference_line(name, runs) for name in BACKBONES if reference_arm_name(name) in arms]
     for name, check in protocol["stopping_check"].items():
         lines += ["", f"Stopping-signal check, {BACKBONES[name].title} (seed 0): "
                       + "; ".join(f"{r['snapshot']} (epoch {r['epoch']}): probe {fmt(r['probe'])}, fine-tuned "
@@ -230,17 +233,34 @@ def plot(protocol: dict, runs: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def earlier_probe_curves(earlier: dict, curves: dict) -> dict:
+    """The probe curves of pre-trainings lost with their machine and run again: kept next to the new ones."""
+    kept = {name: list(found) for name, found in earlier.get("earlier_probe_curves", {}).items()}
+    for name, curve in curves.items():
+        before = earlier.get("probe_curves", {}).get(name)
+        common = min(len(before["records"]), len(curve["records"])) if curve and before else 0
+        if common and before["records"][:common] != curve["records"][:common] and before not in kept.get(name, []):
+            kept.setdefault(name, []).append(before)
+    return kept
+
+
 def write_report(args) -> dict:
     runs = collect_runs(args)
     scouts = {}
     for name in BACKBONES:
         if scout_file(args, name).is_file():
             scouts[name] = {**json.loads(scout_file(args, name).read_text()), "cpu": machine(args, f"scout_{name}")}
+    earlier = landed(args)[1]
     curves = {name: probe_curve(args, name) for name in BACKBONES}
     checks = {name: stopping_check(args, name, runs, curves[name]) for name in BACKBONES}
-    protocol = {"scouts": scouts, "probe_curves": curves, "references": references(args),
-                "stopping_check": {name: {"snapshots": rows, "ranks_agree": ranks_agree(rows)}
-                                   for name, rows in checks.items() if rows}}
+    protocol = {"scouts": {**earlier.get("scouts", {}), **scouts},
+                "probe_curves": {name: curve or earlier.get("probe_curves", {}).get(name)
+                                 for name, curve in curves.items()},
+                "earlier_probe_curves": earlier_probe_curves(earlier, curves),
+                "references": {**earlier.get("references", {}), **references(args)},
+                "stopping_check": {**earlier.get("stopping_check", {}),
+                                   **{name: {"snapshots": rows, "ranks_agree": ranks_agree(rows)}
+                                      for name, rows in checks.items() if rows}}}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(runs, indent=1))
     (args.out / "protocol.json").write_text(json.dumps(protocol, indent=1))

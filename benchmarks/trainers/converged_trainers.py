@@ -5,11 +5,13 @@ stopping signal).
 
 Budget and seed come from the benchmark's budget file, as for label_efficiency.py's trainers (`EqualTime`:
 `epochs_per_trainer`, `iterations_per_epoch`, `attributes`: the probe's interval and fold, `save_every`); the
-scratch and fine-tuning arms are label_efficiency.py's own `_le` trainers, with converged.py's budget file.
+scratch and fine-tuning arms are label_efficiency.py's own `_le` trainers, with converged.py's budget file, but for
+the CNN pair's scratch arm: nnU-Net's `nnUNetTrainer` in the precision of its MAE arm (`AutocastSteps`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -17,6 +19,7 @@ from label_efficiency_trainers import EqualTime  # this folder: on sys.path whil
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from snapshots import Snapshots
 
+from nnunet_mae.training.precision import choose_precision
 from nnunet_mae.training.trainers import nnUNetTrainerMAEPretrain, nnUNetTrainerMAEPretrain_CNN, nnUNetTrainerViT
 from nnunet_mae.transfer.checkpoint_io import atomic_target
 
@@ -38,7 +41,38 @@ class WritesProgress:
                            "iterations_per_epoch": self.num_iterations_per_epoch}, f)
 
 
-class nnUNetTrainer_scout(WritesProgress, EqualTime, nnUNetTrainer):
+class AutocastSteps:
+    """Mixin for nnU-Net's own trainer: its training and validation steps under the package's `auto` precision on
+    a CPU (bf16 where the CPU computes bf16 natively, else fp32: training/precision.py), as the package's trainers
+    run; nnU-Net itself autocasts on CUDA only. Everything else is nnU-Net's recipe. On CUDA nnU-Net's own autocast
+    applies."""
+
+    def on_train_start(self):
+        super().on_train_start()
+        self.print_to_log_file(f"nnU-Net's steps on the CPU: {self.cpu_precision().describe()}")
+
+    def cpu_precision(self):
+        if getattr(self, "_cpu_precision", None) is None:  # once: it reads the CPU's flags
+            self._cpu_precision = choose_precision("auto", "cpu")
+        return self._cpu_precision
+
+    def autocast(self):
+        return self.cpu_precision().autocast("cpu") if self.device.type == "cpu" else contextlib.nullcontext()
+
+    def train_step(self, batch: dict) -> dict:
+        with self.autocast():
+            return super().train_step(batch)
+
+    def validation_step(self, batch: dict) -> dict:
+        with self.autocast():
+            return super().validation_step(batch)
+
+
+class nnUNetTrainerAutocast_le(EqualTime, AutocastSteps, nnUNetTrainer):
+    """The CNN pair's scratch arm: nnU-Net's CNN and recipe in the precision of the CNN MAE fine-tuning."""
+
+
+class nnUNetTrainerAutocast_scout(WritesProgress, nnUNetTrainerAutocast_le):
     pass
 
 

@@ -93,11 +93,18 @@ def test_every_trainer_of_the_benchmark_is_found_by_nnunet_with_its_budget_and_b
     monkeypatch.setenv("nnUNet_extTrainer", f"{BENCHMARKS / 'trainers'}:{EXT_TRAINER_DIR}")
     expected = {"vit": (nnUNetTrainerViT, nnUNetTrainerMAEPretrain),
                 "cnn": (nnUNetTrainer, nnUNetTrainerMAEPretrain_CNN)}
+    def names(cls):
+        return [c.__name__ for c in cls.__mro__]
+
     for name, spec in converged.BACKBONES.items():
         scout, pretrain = (recursive_find_trainer_class_by_name(n) for n in (spec.scout, spec.pretrain))
         scratch, finetune = (recursive_find_trainer_class_by_name(n) for n in (spec.scratch, spec.finetune))
-        assert scout.__mro__[1].__name__ == "WritesProgress" and scout.__mro__[2].__name__ == "EqualTime"
-        assert scout.__mro__[3] is expected[name][0] and scratch.__mro__[2] is expected[name][0]
+        assert issubclass(scratch, expected[name][0]) and "EqualTime" in names(scratch)
+        # the scout is the scratch arm that also writes its progress
+        assert [n for n in names(scout) if n not in (spec.scout, "WritesProgress", spec.scratch)] == \
+            [n for n in names(scratch) if n != spec.scratch] and "WritesProgress" in names(scout)
+        # in the precision of the arm fine-tuned from MAE: the package's own, or nnU-Net's steps under it
+        assert issubclass(scratch, nnUNetTrainerViT) or "AutocastSteps" in names(scratch)
         assert "SnapshotAtProbes" in [c.__name__ for c in pretrain.__mro__] and issubclass(pretrain,
                                                                                              expected[name][1])
         assert finetune.pretrain_trainer_name and pretrain.finetune_trainer_name == spec.finetune
@@ -153,7 +160,7 @@ def test_the_report_counts_a_gain_only_beyond_the_seed_spread_and_compares_ranki
 def test_the_reference_cnn_trains_as_long_as_the_scratch_arm_and_apart_from_the_cnn_pair(tmp_path, monkeypatch):
     assert converged.reference_epochs(60, {"vit": 1.0, "cnn": 2.0}, "vit", "cnn") == 30
     assert converged.reference_epochs(3, {"vit": 0.1, "cnn": 2.0}, "vit", "cnn") == 1  # at least one epoch
-    args = converged.parse(["--work", str(tmp_path)])
+    args = converged.parse(["--work", str(tmp_path), "--out", str(tmp_path / "out")])
     assert converged.reference_folder(args, "vit", 0) != converged.run_folder(args, "cnn", False, 0)
     calls = []
     monkeypatch.setattr(converged, "train", lambda *a, **k: calls.append(k))
@@ -168,50 +175,32 @@ def test_the_reference_cnn_trains_as_long_as_the_scratch_arm_and_apart_from_the_
     budget = json.loads(converged.budget_file(args, "reference", "vit").read_text())
     assert budget["epochs"] == 20 and budget["iterations_per_epoch"] == {converged.REFERENCE: 50}
     assert [k["seed"] for k in calls] == [0, 1, 2]
-    converged.reference(args, {}, "cnn")  # nnU-Net's CNN is its own reference
+    converged.reference(args, {}, "cnn")  # the CNN pair has no reference of its own: nnU-Net's CNN is the reference
     assert len(calls) == 3
+    assert converged.BACKBONES["cnn"].scratch != converged.REFERENCE  # the pair's scratch arm: the package's precision
 
 
-def reference_setup(tmp_path, monkeypatch, cnn_scout: dict | None):
-    """A workspace with the ViT's scout (60 epochs), a side-by-side timing (CNN step 3× the ViT's: 20 epochs at the
-    same time) and, optionally, the CNN pair's scout; `train` recorded instead of run."""
-    args = converged.parse(["--work", str(tmp_path)])
-    (tmp_path / "scout_vit.json").write_text(json.dumps({"epochs": 60, "converged": True}))
-    if cnn_scout is not None:
-        (tmp_path / "scout_cnn.json").write_text(json.dumps(cnn_scout))
-    (tmp_path / "reference_timing_vit").mkdir()
-    (tmp_path / "reference_timing_vit" / "step_times.json").write_text(json.dumps(
-        {"step_seconds": {"nnUNetTrainerViT": 1.0, "nnUNetTrainer": 3.0}}))
-    calls = []
-    monkeypatch.setattr(converged, "train", lambda *a, **k: calls.append(k))
-    return args, calls
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_the_cnn_pairs_scratch_arm_runs_nnunets_steps_in_the_packages_cpu_precision(monkeypatch, native_bf16):
+    from nnunet_mae.training import precision
 
+    monkeypatch.setattr(precision, "cpu_info", lambda: precision.CPUInfo(
+        model="test CPU", amx=native_bf16, avx512_bf16=False, capability="AVX512"))
 
-@pytest.mark.parametrize("cnn_scout, served", [({"epochs": 20, "converged": True}, True),
-                                               ({"epochs": 21, "converged": True}, False),  # longer than the time
-                                               ({"epochs": 20, "converged": False}, False),  # its cap, not converged
-                                               (None, False)])
-def test_the_cnn_pairs_converged_scratch_runs_serve_as_the_reference_only_within_the_time(
-        tmp_path, monkeypatch, cnn_scout, served):
-    args, calls = reference_setup(tmp_path, monkeypatch, cnn_scout)
-    converged.reference(args, {}, "vit")
-    budget = json.loads(converged.budget_file(args, "reference", "vit").read_text())
-    assert budget["epochs"] == 20
-    assert budget.get("served_by") == ({"arm": "cnn_scratch", "epochs": 20} if served else None)
-    assert len(calls) == (0 if served else 3)
-    runs = [{"arm": "cnn_scratch", "dice": 0.86}, {"arm": "cnn_same_time_as_vit", "dice": 0.80},
-            {"arm": "vit_scratch", "dice": 0.84}]
-    line = converged_report.reference_line("vit", runs, budget.get("served_by"))
-    assert ("0.860 (1 seeds): the cnn_scratch runs" in line) == served and ("0.800" in line) != served
+    class Steps:  # stands for nnUNetTrainer's steps: the autocast their network and loss run under
+        device = torch.device("cpu")
 
+        def train_step(self, batch):
+            return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
 
-def test_a_reference_whose_runs_started_keeps_its_budget_when_the_cnn_pair_converges_later(tmp_path, monkeypatch):
-    args, calls = reference_setup(tmp_path, monkeypatch, None)
-    converged.reference(args, {}, "vit")  # no CNN pair yet: the reference runs
-    (tmp_path / "scout_cnn.json").write_text(json.dumps({"epochs": 20, "converged": True}))
-    converged.reference(args, {}, "vit")  # neither refused nor switched under the runs already made
-    assert "served_by" not in json.loads(converged.budget_file(args, "reference", "vit").read_text())
-    assert len(calls) == 6
+        validation_step = train_step
+
+    class Trainer(converged_trainers.AutocastSteps, Steps):
+        pass
+
+    trainer, expected = Trainer(), torch.bfloat16 if native_bf16 else None
+    assert trainer.train_step({}) == expected and trainer.validation_step({}) == expected
+    assert not torch.is_autocast_enabled("cpu")  # only around the steps
 
 
 def test_every_backbones_runs_come_before_any_check_and_the_references_last(tmp_path, monkeypatch):
@@ -219,7 +208,8 @@ def test_every_backbones_runs_come_before_any_check_and_the_references_last(tmp_
     for stage in ("scout", "pretrain", "runs", "check", "reference"):
         monkeypatch.setitem(converged.STAGES, stage, lambda a, e, n, stage=stage: calls.append((stage, n)))
     monkeypatch.setattr(converged, "environment", lambda args: {})
-    converged.main(["--work", str(tmp_path), "--stages", "scout,pretrain,runs,check,reference"])
+    converged.main(["--work", str(tmp_path), "--out", str(tmp_path / "out"), "--stages",
+                    "scout,pretrain,runs,check,reference"])
     assert calls == [("scout", "vit"), ("pretrain", "vit"), ("runs", "vit"), ("scout", "cnn"), ("pretrain", "cnn"),
                      ("runs", "cnn"), ("check", "vit"), ("check", "cnn"), ("reference", "vit"), ("reference", "cnn")]
 
@@ -229,3 +219,59 @@ def test_the_report_reads_each_runs_ema_after_a_quarter_and_half_of_its_epochs()
     assert converged_report.ema_at(run, 0.25) == pytest.approx(0.2) and converged_report.ema_at(run, 0.5) == \
         pytest.approx(0.4)
     assert converged_report.ema_at({"ema_fg_dice": [0.3]}, 0.25) == 0.3  # at least the first epoch
+
+
+def landed_record(out: Path, runs: list[dict], probe_records: list[dict] | None = None) -> None:
+    """What an earlier session committed to --out: runs, the ViT scout's budget, perhaps a probe curve."""
+    out.mkdir(parents=True)
+    (out / "results.json").write_text(json.dumps(runs))
+    curve = {"finished": True, "cpu": "landed CPU", "noise": 0.05, "stop_epoch": 3,
+             "records": probe_records} if probe_records else None
+    (out / "protocol.json").write_text(json.dumps({
+        "scouts": {"vit": {"backbone": "vit", "epochs": 8, "converged": True, "iterations": 400, "train_minutes": 9.0,
+                           "ema_fg_dice": [0.5] * 8, "epoch_seconds": [60.0] * 8, "cpu": "landed CPU",
+                           "criterion": {"tolerance": 0.01, "min_dice": 0.1, "min_epochs": 4}}},
+        "probe_curves": {"vit": curve, "cnn": None}, "references": {}, "stopping_check": {}}))
+
+
+def landed_run(arm: str, seed: int, dice: float) -> dict:
+    return {"arm": arm, "backbone": "vit", "pretrained": arm.endswith("mae"), "seed": seed, "iterations": 400,
+            "dice": dice, "converged": True, "train_minutes": 9.0, "ema_fg_dice": [0.5] * 8, "cpu": "landed CPU"}
+
+
+def test_a_lost_work_folder_continues_from_what_has_landed_and_scratch_runs_need_no_pretraining(tmp_path,
+                                                                                                monkeypatch):
+    out, work = tmp_path / "out", tmp_path / "work"
+    landed_record(out, [landed_run("vit_scratch", 0, 0.84), landed_run("vit_mae", 0, 0.83)])
+    calls = []
+    monkeypatch.setattr(converged, "train", lambda args, env, trainer, fold, folder, log, **k: calls.append(log))
+    monkeypatch.setattr(converged, "environment", lambda args: {})
+    argv = ["--work", str(work), "--out", str(out), "--backbones", "vit", "--stages", "runs"]
+    converged.main(argv)
+    assert json.loads((work / "scout_vit.json").read_text())["epochs"] == 8  # the landed budget, not a new scout
+    assert json.loads((work / "records" / "scout_vit.json").read_text())["machine"]["cpu"] == "landed CPU"
+    assert calls == ["vit_scratch_seed1", "vit_scratch_seed2"]  # seed 0 landed; no pre-training: no MAE runs
+    args, calls[:] = converged.parse(argv), []
+    folder = converged.pretrain_folder(args, "vit")
+    (folder / "snapshots").mkdir(parents=True)
+    (folder / "snapshots" / "epoch_0004.pth").write_bytes(b"")
+    torch.save({"probe": {"stop_epoch": None}}, folder / "checkpoint_final.pth")  # a pre-training run again
+    converged.main(argv)
+    assert calls == ["vit_scratch_seed1", "vit_mae_seed1", "vit_scratch_seed2", "vit_mae_seed2"]
+
+
+def test_the_report_keeps_the_landed_runs_and_probe_curve_that_work_no_longer_holds(tmp_path):
+    out, work = tmp_path / "out", tmp_path / "work"
+    curve = [{"epoch": -1, "iterations": 0, "minutes": 0.0, "mean_dice": 0.33},
+             {"epoch": 3, "iterations": 400, "minutes": 4.0, "mean_dice": 0.40}]
+    landed_record(out, [landed_run("vit_scratch", 0, 0.84), landed_run("vit_mae", 0, 0.83)], curve)
+    args = converged.parse(["--work", str(work), "--out", str(out), "--backbones", "vit"])
+    converged.restore(args)
+    protocol = converged_report.write_report(args)
+    assert [(r["arm"], r["seed"], r["dice"]) for r in json.loads((out / "results.json").read_text())] == \
+        [("vit_scratch", 0, 0.84), ("vit_mae", 0, 0.83)]
+    assert protocol["probe_curves"]["vit"]["records"] == curve and protocol["scouts"]["vit"]["cpu"] == "landed CPU"
+    rerun = dict(protocol["probe_curves"]["vit"], records=[curve[0], dict(curve[1], mean_dice=0.38)])
+    assert converged_report.earlier_probe_curves(protocol, {"vit": rerun}) == {"vit": [protocol["probe_curves"]["vit"]]}
+    longer = dict(rerun, records=curve + [{"epoch": 7, "iterations": 800, "minutes": 8.0, "mean_dice": 0.41}])
+    assert converged_report.earlier_probe_curves(protocol, {"vit": longer}) == {}  # the same pre-training, further on
