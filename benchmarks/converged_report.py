@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from converged import (BACKBONES, REFERENCE_ARM, arm_name, budget_file, landed, pretrain_folder, quarter_is_flat,
-                       reference_arm_name, reference_folder, run_folder, scout_file, snapshots)
+from converged import (BACKBONES, REFERENCE_ARM, arm_name, budget_file, landed, pretrain_folder, pretraining_id,
+                       quarter_is_flat, reference_arm_name, reference_folder, run_folder, scout_file, snapshots)
 
 from nnunet_mae.probing.history import ProbeHistory
 from nnunet_mae.transfer.checkpoint_io import safe_torch_load
@@ -91,20 +91,25 @@ def probe_curve(args, name: str) -> dict | None:
 
 
 def stopping_check(args, name: str, runs: list[dict], curve: dict | None) -> list[dict]:
-    """Fine-tuned Dice (seed 0) from the early, plateau and late snapshots, next to the probe at each."""
+    """Fine-tuned Dice from the early, plateau and late snapshots of one pre-training, next to the probe at each:
+    early and late fine-tuned with seed 0, the plateau by the MAE arm's run of the lowest seed that started from
+    this pre-training (seed 0 unless the pre-training was lost and run again)."""
     chosen = snapshots(args, name)
     if chosen is None or curve is None:
         return []
+    this_pretraining = pretraining_id(args, chosen["plateau"])
     rows = []
     for which, snapshot in chosen.items():
         epoch = int(snapshot.stem.split("_")[1]) - 1
         probe = next((r["mean_dice"] for r in curve["records"] if r["epoch"] == epoch), None)
         if which == "plateau":
-            dice = next((r["dice"] for r in runs if r["backbone"] == name and r["pretrained"] and r["seed"] == 0), None)
+            mine = [r for r in runs if r["arm"] == arm_name(name, True) and r.get("pretraining") == this_pretraining]
+            run = min(mine, key=lambda r: r["seed"], default=None)
+            dice, seed = (run["dice"], run["seed"]) if run else (None, None)
         else:
             entry = run_entry(args, name, run_folder(args, name, True, 0, snapshot), f"check_{name}_{snapshot.stem}")
-            dice = entry["dice"] if entry else None
-        rows.append({"snapshot": which, "epoch": epoch + 1, "probe": probe, "fine_tuned_dice": dice})
+            dice, seed = entry["dice"] if entry else None, 0
+        rows.append({"snapshot": which, "epoch": epoch + 1, "probe": probe, "fine_tuned_dice": dice, "seed": seed})
     return rows
 
 
@@ -186,9 +191,9 @@ def markdown(protocol: dict, runs: list[dict]) -> list[str]:
                      if {arm_name(name, False), arm_name(name, True)} & arms]
     lines += [reference_line(name, runs) for name in BACKBONES if reference_arm_name(name) in arms]
     for name, check in protocol["stopping_check"].items():
-        lines += ["", f"Stopping-signal check, {BACKBONES[name].title} (seed 0): "
+        lines += ["", f"Stopping-signal check, {BACKBONES[name].title}: "
                       + "; ".join(f"{r['snapshot']} (epoch {r['epoch']}): probe {fmt(r['probe'])}, fine-tuned "
-                                  f"{fmt(r['fine_tuned_dice'])}" for r in check["snapshots"])
+                                  f"{fmt(r['fine_tuned_dice'])} (seed {r.get('seed', 0)})" for r in check["snapshots"])
                   + f"; the probe ranks them as fine-tuning does: {check['ranks_agree']}"]
     return lines
 

@@ -275,3 +275,23 @@ def test_the_report_keeps_the_landed_runs_and_probe_curve_that_work_no_longer_ho
     assert converged_report.earlier_probe_curves(protocol, {"vit": rerun}) == {"vit": [protocol["probe_curves"]["vit"]]}
     longer = dict(rerun, records=curve + [{"epoch": 7, "iterations": 800, "minutes": 8.0, "mean_dice": 0.41}])
     assert converged_report.earlier_probe_curves(protocol, {"vit": longer}) == {}  # the same pre-training, further on
+
+
+def test_the_stopping_check_reads_the_plateau_from_a_run_of_the_same_pre_training(tmp_path):
+    args = converged.parse(["--work", str(tmp_path), "--out", str(tmp_path / "out"), "--backbones", "vit"])
+    folder = converged.pretrain_folder(args, "vit")
+    (folder / "snapshots").mkdir(parents=True)
+    for epoch in (4, 8):
+        (folder / "snapshots" / f"epoch_{epoch:04d}.pth").write_bytes(b"")
+    torch.save({"probe": {"stop_epoch": 3}}, folder / "checkpoint_final.pth")
+    converged.record(args, "pretrain_vit")  # this pre-training, identified by when it finished
+    this = converged.pretraining_id(args, folder / "snapshots" / "epoch_0004.pth")
+    assert this is not None
+    curve = {"records": [{"epoch": 3, "mean_dice": 0.40}, {"epoch": 7, "mean_dice": 0.39}]}
+    runs = [landed_run("vit_mae", 0, 0.83),  # from a pre-training lost with its machine
+            dict(landed_run("vit_mae", 2, 0.85), pretraining=this), dict(landed_run("vit_mae", 1, 0.84),
+                                                                         pretraining=this)]
+    rows = {r["snapshot"]: r for r in converged_report.stopping_check(args, "vit", runs, curve)}
+    assert (rows["plateau"]["fine_tuned_dice"], rows["plateau"]["seed"], rows["plateau"]["probe"]) == (0.84, 1, 0.40)
+    assert rows["late"]["fine_tuned_dice"] is None and rows["late"]["seed"] == 0  # its check run has not finished
+    assert converged_report.stopping_check(args, "vit", runs[:1], curve)[1]["fine_tuned_dice"] is None
