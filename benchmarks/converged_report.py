@@ -167,11 +167,13 @@ def markdown(protocol: dict, runs: list[dict]) -> list[str]:
         lines.append(f"| {BACKBONES[name].title} | {scout['epochs']} × {scout['iterations'] // scout['epochs']} | "
                      f"{scout['converged']} | {scout['train_minutes']:.0f} | {scout['cpu']} |")
     for name, curve in protocol["probe_curves"].items():
-        if curve:
-            points = ", ".join(f"{r['iterations']}: {r['mean_dice']:.3f}" for r in curve["records"])
-            lines += ["", f"Probe of the {BACKBONES[name].title} pre-training (iterations: mean Dice; noise "
-                          f"{fmt(curve['noise'])}; stopping signal after epoch {curve['stop_epoch']}; "
-                          f"{'finished' if curve['finished'] else 'running'}): {points}"]
+        for which, shown in [("earlier, lost with its machine", c) for c in protocol.get("earlier_probe_curves", {})
+                             .get(name, [])] + [("finished" if curve and curve["finished"] else "running", curve)]:
+            if shown:
+                points = ", ".join(f"{r['iterations']}: {r['mean_dice']:.3f}" for r in shown["records"])
+                lines += ["", f"Probe of the {BACKBONES[name].title} pre-training (iterations: mean Dice; noise "
+                              f"{fmt(shown['noise'])}; stopping signal after epoch {shown['stop_epoch']}; {which}): "
+                              f"{points}"]
     lines += ["", "| arm | seeds | iterations | Dice per seed | mean | converged | EMA pseudo Dice after ¼ / ½ of "
                   "the iterations (mean) | train minutes | pre-training minutes, amortised |",
               "|---|---|---|---|---|---|---|---|---|"]
@@ -231,6 +233,11 @@ def plot(protocol: dict, runs: list[dict], path: Path) -> None:
             if stop:
                 right.axvline(stop[0]["minutes"], color=line.get_color(), ls=":",
                               label=f"{name}: stopping signal ({stop[0]['iterations']} iterations)")
+    for name, earlier in protocol.get("earlier_probe_curves", {}).items():
+        for curve in earlier:
+            trained = [r for r in curve["records"] if r["epoch"] >= 0]
+            right.plot([r["minutes"] for r in trained], [r["mean_dice"] for r in trained], "x:", color="grey",
+                       label=f"{name}: an earlier pre-training (lost with its machine)")
     right.set(xlabel="pre-training CPU-minutes", ylabel="probe mean Dice", title="probe during pre-training")
     right.legend(fontsize=7)
     fig.tight_layout()

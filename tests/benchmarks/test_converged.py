@@ -275,6 +275,9 @@ def test_the_report_keeps_the_landed_runs_and_probe_curve_that_work_no_longer_ho
     assert converged_report.earlier_probe_curves(protocol, {"vit": rerun}) == {"vit": [protocol["probe_curves"]["vit"]]}
     longer = dict(rerun, records=curve + [{"epoch": 7, "iterations": 800, "minutes": 8.0, "mean_dice": 0.41}])
     assert converged_report.earlier_probe_curves(protocol, {"vit": longer}) == {}  # the same pre-training, further on
+    shown = "\n".join(converged_report.markdown(dict(protocol, probe_curves={"vit": rerun}, earlier_probe_curves={
+        "vit": [protocol["probe_curves"]["vit"]]}), []))
+    assert "400: 0.400" in shown and "earlier, lost with its machine" in shown and "400: 0.380" in shown
 
 
 def test_the_stopping_check_reads_the_plateau_from_a_run_of_the_same_pre_training(tmp_path):
