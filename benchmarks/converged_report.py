@@ -46,14 +46,15 @@ def run_entry(args, name: str, folder: Path, log: str, stage: str = "runs") -> d
     if not summary.is_file():
         return None
     scores, log_values = json.loads(summary.read_text()), training_log(folder / "checkpoint_final.pth")
+    run = recorded(args, log)  # the machine it finished on, the snapshot it started from
     ema, rule = log_values["ema_fg_dice"], criterion(args, name)
     per_epoch = next(iter(json.loads(budget_file(args, stage, name).read_text())["iterations_per_epoch"].values()))
     return {"dice": scores["foreground_mean"]["Dice"],
             "dice_per_label": {label: scores["mean"][label]["Dice"] for label in scores["mean"]},
             "iterations": log_values["epochs"] * per_epoch,
             "converged": quarter_is_flat(ema, len(ema), rule["tolerance"], rule["min_dice"]),
-            "train_minutes": log_values["train_minutes"], "ema_fg_dice": ema, "cpu": machine(args, log),
-            **{k: v for k, v in recorded(args, log).items() if k in ("snapshot", "pretraining")}}
+            "train_minutes": log_values["train_minutes"], "ema_fg_dice": ema, "cpu": run.get("machine", {}).get("cpu"),
+            **{k: v for k, v in run.items() if k in ("snapshot", "pretraining")}}
 
 
 def collect_runs(args) -> list[dict]:
