@@ -30,8 +30,12 @@ def recorded(args, log: str) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def cpu_of(record: dict) -> str | None:
+    return record.get("machine", {}).get("cpu")
+
+
 def machine(args, log: str) -> str | None:
-    return recorded(args, log).get("machine", {}).get("cpu")
+    return cpu_of(recorded(args, log))
 
 
 def criterion(args, name: str) -> dict:
@@ -53,7 +57,7 @@ def run_entry(args, name: str, folder: Path, log: str, stage: str = "runs") -> d
             "dice_per_label": {label: scores["mean"][label]["Dice"] for label in scores["mean"]},
             "iterations": log_values["epochs"] * per_epoch,
             "converged": quarter_is_flat(ema, len(ema), rule["tolerance"], rule["min_dice"]),
-            "train_minutes": log_values["train_minutes"], "ema_fg_dice": ema, "cpu": run.get("machine", {}).get("cpu"),
+            "train_minutes": log_values["train_minutes"], "ema_fg_dice": ema, "cpu": cpu_of(run),
             **{k: v for k, v in run.items() if k in ("snapshot", "pretraining")}}
 
 
