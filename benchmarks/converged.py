@@ -14,11 +14,14 @@ run found there skipped (`restore`, `has_landed`); a lost pre-training is run ag
    a seeded 16 of fold 0's training cases, the same 40 validation cases), and the dataset's imagesTs through
    `nnunet_mae add_unlabeled`: pre-training sees every image but the 40 validation cases.
 2. scout: each backbone's scratch arm, seed 0, on the 16 cases, for up to --cap_epochs epochs of --iterations,
-   stopped where it converges: the first epoch e (at least --min_epochs) at which nnU-Net's EMA pseudo Dice has
-   moved by less than --tolerance over the last quarter of the run so far (epochs 3e/4 to e) and is at least
-   --min_dice (a run that still predicts background only has not started); e epochs is the budget of every run of
-   the backbone. A scout that never converges gives its cap, and its runs say `"converged": false`. Result:
-   scout_<backbone>.json (the EMA curve, seconds per epoch, the CPU).
+   stopped where it converges: the first epoch e (at least --min_epochs) at which nnU-Net's EMA pseudo Dice,
+   without its start (`--curve weighted`: `weighted_mean`), has moved by less than --tolerance over the last
+   quarter of the run so far (epochs 3e/4 to e) and is at least --min_dice (a run that still predicts background
+   only has not started); e epochs is the budget of every run of the backbone. A scout that never converges gives
+   its cap, and its runs say `"converged": false`. (`--curve ema` reads nnU-Net's EMA as it is, which keeps the
+   first epoch's pseudo Dice, about 0, at weight 0.9^e: a network at 0.84 from its second epoch on passes at epoch
+   54 by it, at 21 without the start. The ViT-S scout ran with it; each run is judged by its scout's criterion.)
+   Result: scout_<backbone>.json (the EMA curve, seconds per epoch, the CPU).
 3. pretrain: each backbone's MAE pre-training on fold 0's training images and the unlabeled ones, for up to
    --pretrain_cap epochs of --pretrain_iterations, probed every --probe_every epochs with the 16 labelled cases
    (probe fold 1), a snapshot of the network at every probe. The plateau: the snapshot at which the probe's
@@ -97,6 +100,8 @@ def parse(argv):
     parser.add_argument("--min_epochs", type=int, default=20)
     parser.add_argument("--tolerance", type=float, default=0.01, help="EMA pseudo Dice change over the last quarter")
     parser.add_argument("--min_dice", type=float, default=0.1, help="EMA pseudo Dice a converged run has reached")
+    parser.add_argument("--curve", choices=sorted(CURVES), default="weighted",
+                        help="the curve the criterion reads: nnU-Net's EMA pseudo Dice without its start, or as it is")
     parser.add_argument("--pretrain_iterations", type=int, default=100)
     parser.add_argument("--pretrain_cap", type=int, default=40, help="pre-training epochs at most")
     parser.add_argument("--probe_every", type=int, default=4, help="pre-training epochs between probes")
@@ -111,6 +116,38 @@ def parse(argv):
 
 
 # ----- convergence ---------------------------------------------------------------------------------------------------
+EMA_DECAY = 0.9  # nnU-Net's logger: ema = 0.9 * ema + 0.1 * pseudo Dice, started at the first epoch's pseudo Dice
+
+
+def weighted_mean(ema: list[float]) -> list[float]:
+    """nnU-Net's EMA pseudo Dice without its start: after each epoch, the mean of the epochs' pseudo Dice so far with
+    the EMA's own weights (0.9^age), divided by the sum of those weights (as Adam corrects its moments). nnU-Net's
+    EMA starts at the first epoch's pseudo Dice and keeps it at weight 0.9^e, ten times the weight of any later
+    epoch of that age; a first epoch at about 0 then keeps the last quarter moving by more than 0.01 until about
+    epoch 50, however early the network stopped improving. The epochs' pseudo Dice come back from the EMA exactly."""
+    if not ema:
+        return []
+    pseudo = [ema[0]] + [(ema[k] - EMA_DECAY * ema[k - 1]) / (1 - EMA_DECAY) for k in range(1, len(ema))]
+    curve, total, weights = [], 0.0, 0.0
+    for value in pseudo:
+        total, weights = EMA_DECAY * total + value, EMA_DECAY * weights + 1
+        curve.append(total / weights)
+    return curve
+
+
+CURVES = {"weighted": weighted_mean, "ema": list}
+
+
+def convergence_rule(args) -> dict:
+    """The criterion of this invocation, as the scout records it."""
+    return {"tolerance": args.tolerance, "min_dice": args.min_dice, "min_epochs": args.min_epochs, "curve": args.curve}
+
+
+def criterion_curve(ema: list[float], rule: dict) -> list[float]:
+    """The curve a criterion reads; a rule that names none (written before `--curve`) read nnU-Net's EMA as it is."""
+    return CURVES[rule.get("curve", "ema")](ema)
+
+
 def quarter_is_flat(ema: list[float], epochs: int, tolerance: float, min_dice: float) -> bool:
     """After `epochs` epochs: the EMA pseudo Dice moved by less than `tolerance` over the last quarter of them
     (at least two values) and has reached `min_dice`."""
@@ -254,13 +291,13 @@ def scout(args, env: dict, name: str) -> None:
     command, run_env = nnunet_train(args, env, spec.scout, LABELLED_FOLD, folder, seed=0, budget=path)
     log = args.work / "logs" / f"scout_{name}.log"
     print(f"$ {' '.join(command)}  (log: {log}; stopped once converged)", flush=True)
-    found = None
+    found, rule = None, convergence_rule(args)
     with open(log, "a") as f:
         process = subprocess.Popen(command, env=run_env, stdout=f, stderr=subprocess.STDOUT)
         while found is None and process.poll() is None:
             time.sleep(15)
-            found = convergence_epoch(read_progress(folder)["ema_fg_dice"], args.tolerance, args.min_dice,
-                                      args.min_epochs)
+            found = convergence_epoch(criterion_curve(read_progress(folder)["ema_fg_dice"], rule), args.tolerance,
+                                      args.min_dice, args.min_epochs)
         if process.poll() is None:  # converged: SIGTERM ends an nnunet_mae run cleanly
             process.terminate()
             process.wait()
@@ -272,8 +309,7 @@ def scout(args, env: dict, name: str) -> None:
     scout_file(args, name).write_text(json.dumps(
         {"backbone": name, "trainer": spec.scout, "epochs": epochs, "converged": found is not None,
          "iterations": epochs * args.iterations, "train_minutes": sum(progress["epoch_seconds"][:epochs]) / 60,
-         **progress, "criterion": {"tolerance": args.tolerance, "min_dice": args.min_dice,
-                                   "min_epochs": args.min_epochs}}, indent=1))
+         **progress, "criterion": rule}, indent=1))
     record(args, f"scout_{name}", folder=str(folder), epochs=epochs, converged=found is not None)
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from converged import (BACKBONES, REFERENCE_ARM, arm_name, budget_file, landed, pretrain_folder, pretraining_id,
-                       quarter_is_flat, reference_arm_name, reference_folder, run_folder, scout_file, snapshots)
+from converged import (BACKBONES, REFERENCE_ARM, arm_name, budget_file, convergence_rule, criterion_curve, landed,
+                       pretrain_folder, pretraining_id, quarter_is_flat, reference_arm_name, reference_folder,
+                       run_folder, scout_file, snapshots)
 
 from nnunet_mae.probing.history import ProbeHistory
 from nnunet_mae.transfer.checkpoint_io import safe_torch_load
@@ -42,7 +43,7 @@ def criterion(args, name: str) -> dict:
     """The convergence criterion the scout used (the options of this invocation if it has not finished)."""
     if scout_file(args, name).is_file():
         return json.loads(scout_file(args, name).read_text())["criterion"]
-    return {"tolerance": args.tolerance, "min_dice": args.min_dice, "min_epochs": args.min_epochs}
+    return convergence_rule(args)
 
 
 def run_entry(args, name: str, folder: Path, log: str, stage: str = "runs") -> dict | None:
@@ -56,7 +57,7 @@ def run_entry(args, name: str, folder: Path, log: str, stage: str = "runs") -> d
     return {"dice": scores["foreground_mean"]["Dice"],
             "dice_per_label": {label: scores["mean"][label]["Dice"] for label in scores["mean"]},
             "iterations": log_values["epochs"] * per_epoch,
-            "converged": quarter_is_flat(ema, len(ema), rule["tolerance"], rule["min_dice"]),
+            "converged": quarter_is_flat(criterion_curve(ema, rule), len(ema), rule["tolerance"], rule["min_dice"]),
             "train_minutes": log_values["train_minutes"], "ema_fg_dice": ema, "cpu": cpu_of(run),
             **{k: v for k, v in run.items() if k in ("snapshot", "pretraining")}}
 
@@ -167,10 +168,12 @@ def fmt(value: float | None) -> str:
 
 
 def markdown(protocol: dict, runs: list[dict]) -> list[str]:
-    lines = ["| backbone | scout: epochs × iterations | converged | CPU-minutes | CPU |", "|---|---|---|---|---|"]
+    lines = ["| backbone | scout: epochs × iterations | converged (the curve it read: `--curve`) | CPU-minutes | CPU |",
+             "|---|---|---|---|---|"]
     for name, scout in protocol["scouts"].items():
+        curve = scout.get("criterion", {}).get("curve", "ema")
         lines.append(f"| {BACKBONES[name].title} | {scout['epochs']} × {scout['iterations'] // scout['epochs']} | "
-                     f"{scout['converged']} | {scout['train_minutes']:.0f} | {scout['cpu']} |")
+                     f"{scout['converged']} ({curve}) | {scout['train_minutes']:.0f} | {scout['cpu']} |")
     for name, curve in protocol["probe_curves"].items():
         for which, shown in [("earlier, lost with its machine", c) for c in protocol.get("earlier_probe_curves", {})
                              .get(name, [])] + [("finished" if curve and curve["finished"] else "running", curve)]:

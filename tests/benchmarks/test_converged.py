@@ -29,6 +29,30 @@ def test_a_curve_converges_where_its_last_quarter_is_flat_and_it_has_started():
     assert converged.convergence_epoch(plateau, 0.01, 0.1, 39) == 39  # never before min_epochs
 
 
+def nnunet_ema(pseudo_dice: list[float]) -> list[float]:
+    """nnU-Net's logger: the EMA starts at the first epoch's pseudo Dice, then 0.9 * EMA + 0.1 * pseudo Dice."""
+    ema = [pseudo_dice[0]]
+    for value in pseudo_dice[1:]:
+        ema.append(0.9 * ema[-1] + 0.1 * value)
+    return ema
+
+
+def test_the_criterion_reads_the_ema_without_its_start_unless_the_scout_read_it_as_it_is():
+    pseudo = [0.0] + [0.84] * 99  # a network that has learnt all it will after one epoch
+    ema = nnunet_ema(pseudo)
+    weighted = converged.weighted_mean(ema)
+    assert weighted[1:] == pytest.approx([0.84 * (1 - 0.9**k) / (1 - 0.9 ** (k + 1)) for k in range(1, 100)])
+    as_it_is = converged.convergence_epoch(ema, 0.01, 0.1, 20)
+    without_start = converged.convergence_epoch(weighted, 0.01, 0.1, 20)
+    assert as_it_is >= 50 and without_start <= 22  # the EMA's own start, not the network, held it back
+    rising = [min(0.8, 0.02 * e) for e in range(100)]  # a network still learning is not declared converged earlier
+    assert converged.convergence_epoch(converged.weighted_mean(nnunet_ema(rising)), 0.01, 0.1, 20) > 40
+    rule = {"tolerance": 0.01, "min_dice": 0.1, "min_epochs": 20}
+    assert converged.criterion_curve(ema, rule) == ema  # a scout written before the choice read the EMA as it is
+    assert converged.criterion_curve(ema, {**rule, "curve": "weighted"}) == weighted
+    assert converged.parse([]).curve == "weighted"
+
+
 def test_a_budget_file_cannot_change_under_the_runs_trained_with_it(tmp_path):
     path = tmp_path / "budget.json"
     converged.write_budget(path, {"epochs": 10})
