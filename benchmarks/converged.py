@@ -143,9 +143,13 @@ def convergence_rule(args) -> dict:
     return {"tolerance": args.tolerance, "min_dice": args.min_dice, "min_epochs": args.min_epochs, "curve": args.curve}
 
 
-def criterion_curve(ema: list[float], rule: dict) -> list[float]:
+def curve_name(rule: dict) -> str:
     """The curve a criterion reads; a rule that names none (written before `--curve`) read nnU-Net's EMA as it is."""
-    return CURVES[rule.get("curve", "ema")](ema)
+    return rule.get("curve", "ema")
+
+
+def criterion_curve(ema: list[float], rule: dict) -> list[float]:
+    return CURVES[curve_name(rule)](ema)
 
 
 def quarter_is_flat(ema: list[float], epochs: int, tolerance: float, min_dice: float) -> bool:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from converged import (BACKBONES, REFERENCE_ARM, arm_name, budget_file, convergence_rule, criterion_curve, landed,
-                       pretrain_folder, pretraining_id, quarter_is_flat, reference_arm_name, reference_folder,
-                       run_folder, scout_file, snapshots)
+from converged import (BACKBONES, REFERENCE_ARM, arm_name, budget_file, convergence_rule, criterion_curve,
+                       curve_name, landed, pretrain_folder, pretraining_id, quarter_is_flat, reference_arm_name,
+                       reference_folder, run_folder, scout_file, snapshots)
 
 from nnunet_mae.probing.history import ProbeHistory
 from nnunet_mae.transfer.checkpoint_io import safe_torch_load
@@ -171,7 +171,7 @@ def markdown(protocol: dict, runs: list[dict]) -> list[str]:
     lines = ["| backbone | scout: epochs × iterations | converged (the curve it read: `--curve`) | CPU-minutes | CPU |",
              "|---|---|---|---|---|"]
     for name, scout in protocol["scouts"].items():
-        curve = scout.get("criterion", {}).get("curve", "ema")
+        curve = curve_name(scout.get("criterion", {}))
         lines.append(f"| {BACKBONES[name].title} | {scout['epochs']} × {scout['iterations'] // scout['epochs']} | "
                      f"{scout['converged']} ({curve}) | {scout['train_minutes']:.0f} | {scout['cpu']} |")
     for name, curve in protocol["probe_curves"].items():
