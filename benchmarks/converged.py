@@ -8,8 +8,9 @@ convergence budget (issue 25).
 Stages, each skipped where its output exists, so that the benchmark continues where it stopped (an interrupted
 nnU-Net run continues with `--c`); every finished run writes records/<run>.json with the CPU it ran on, since the
 machine may change between sessions. What has landed in --out (results.json, protocol.json: committed as runs
-finish) is the durable record: a new or lost --work continues from it, each scout's budget written back and every
-run found there skipped (`restore`, `has_landed`); a lost pre-training is run again.
+finish) is the durable record: a new or lost --work continues from it, each scout's and each reference's budget
+written back (the reference is not timed again on the new machine) and every run found there skipped (`restore`,
+`has_landed`); a lost pre-training is run again.
 1. prepare: label_efficiency.py's workspace and split (fold 0: nnU-Net's 160 training / 40 validation cases; fold 1:
    a seeded 16 of fold 0's training cases, the same 40 validation cases), and the dataset's imagesTs through
    `nnunet_mae add_unlabeled`: pre-training sees every image but the 40 validation cases.
@@ -179,8 +180,16 @@ def has_landed(args, arm: str, seed: int) -> bool:
 
 
 def restore(args) -> None:
-    """Each scout that has landed, back in --work (its result is the budget of every run of the backbone)."""
-    for name, found in landed(args)[1].get("scouts", {}).items():
+    """Each scout that has landed, back in --work (its result is the budget of every run of the backbone), and each
+    reference's budget (its step times were measured on the machine its first runs trained on: its remaining seeds
+    train as long as those, not as a new machine's timing would say)."""
+    protocol = landed(args)[1]
+    for name, budget in protocol.get("references", {}).items():
+        if name in BACKBONES and not budget_file(args, "reference", name).is_file():
+            args.work.mkdir(parents=True, exist_ok=True)
+            write_budget(budget_file(args, "reference", name), budget)
+            print(f"{name}: the reference's budget restored from {args.out / 'protocol.json'}", flush=True)
+    for name, found in protocol.get("scouts", {}).items():
         if name in BACKBONES and not scout_file(args, name).is_file():
             (args.work / "records").mkdir(parents=True, exist_ok=True)
             scout_file(args, name).write_text(json.dumps({k: v for k, v in found.items() if k != "cpu"}, indent=1))
@@ -418,12 +427,17 @@ def reference(args, env: dict, name: str) -> None:
     if epochs is None:
         print(f"{name}: the scout has not finished; skipping the reference runs.", flush=True)
         return
-    steps = step_seconds(args, env, name)
     path = budget_file(args, "reference", name)
-    same_time = reference_epochs(epochs[0], steps, ARMS[spec.timing_arm].base, ARMS[REFERENCE_ARM].base)
-    write_budget(path, {"epochs": same_time, "iterations_per_epoch": {REFERENCE: args.iterations},
-                        "val_iterations": args.val_iterations, "attributes": {"save_every": 5},
-                        "same_time_as": {spec.scratch: epochs[0]}, "step_seconds": steps})
+    if not path.is_file():  # timed once; a restored budget keeps the timing its first runs trained with
+        steps = step_seconds(args, env, name)
+        same_time = reference_epochs(epochs[0], steps, ARMS[spec.timing_arm].base, ARMS[REFERENCE_ARM].base)
+        write_budget(path, {"epochs": same_time, "iterations_per_epoch": {REFERENCE: args.iterations},
+                            "val_iterations": args.val_iterations, "attributes": {"save_every": 5},
+                            "same_time_as": {spec.scratch: epochs[0]}, "step_seconds": steps})
+    matched = json.loads(path.read_text())["same_time_as"]
+    if matched != {spec.scratch: epochs[0]}:
+        sys.exit(f"{path} matches {matched}, but the scout's budget is {epochs[0]} epochs of {spec.scratch}: the "
+                 f"reference would not train as long as the arm. Delete {path} and the reference runs it made.")
     for seed in (s for s in range(args.seeds) if not has_landed(args, reference_arm_name(name), s)):
         train(args, env, REFERENCE, LABELLED_FOLD, reference_folder(args, name, seed), f"reference_{name}_seed{seed}",
               done="validation/summary.json", seed=seed, budget=path)

@@ -284,6 +284,28 @@ def test_a_lost_work_folder_continues_from_what_has_landed_and_scratch_runs_need
     assert calls == ["vit_scratch_seed1", "vit_mae_seed1", "vit_scratch_seed2", "vit_mae_seed2"]
 
 
+def test_a_lost_work_folder_trains_the_remaining_references_as_long_as_the_landed_ones(tmp_path, monkeypatch):
+    out, work = tmp_path / "out", tmp_path / "work"
+    landed_record(out, [landed_run("cnn_same_time_as_vit", 0, 0.84)])
+    budget = {"epochs": 3, "iterations_per_epoch": {converged.REFERENCE: 50}, "val_iterations": 10,
+              "attributes": {"save_every": 5}, "same_time_as": {"nnUNetTrainerViT_le": 8},
+              "step_seconds": {"nnUNetTrainer": 4.0, "nnUNetTrainerViT": 1.5}}
+    protocol = json.loads((out / "protocol.json").read_text())
+    (out / "protocol.json").write_text(json.dumps(dict(protocol, references={"vit": budget})))
+    calls = []
+    monkeypatch.setattr(converged, "train", lambda args, env, trainer, fold, folder, log, **k: calls.append(log))
+    monkeypatch.setattr(converged, "environment", lambda args: {})
+    monkeypatch.setattr(converged, "step_seconds", lambda *a: pytest.fail("this machine's timing would change it"))
+    argv = ["--work", str(work), "--out", str(out), "--backbones", "vit", "--stages", "reference"]
+    converged.main(argv)
+    assert json.loads(converged.budget_file(converged.parse(argv), "reference", "vit").read_text()) == budget
+    assert calls == ["reference_vit_seed1", "reference_vit_seed2"]  # seed 0 landed
+    scout = work / "scout_vit.json"
+    scout.write_text(json.dumps(dict(json.loads(scout.read_text()), epochs=9)))  # a scout run with other options
+    with pytest.raises(SystemExit, match="would not train as long as the arm"):
+        converged.main(argv)
+
+
 def test_the_report_keeps_the_landed_runs_and_probe_curve_that_work_no_longer_holds(tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
     curve = [{"epoch": -1, "iterations": 0, "minutes": 0.0, "mean_dice": 0.33},
