@@ -49,6 +49,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -306,14 +308,13 @@ def scout(args, env: dict, name: str) -> None:
     print(f"$ {' '.join(command)}  (log: {log}; stopped once converged)", flush=True)
     found, rule = None, convergence_rule(args)
     with open(log, "a") as f:
-        process = subprocess.Popen(command, env=run_env, stdout=f, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, env=run_env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
         while found is None and process.poll() is None:
             time.sleep(15)
             found = convergence_epoch(criterion_curve(read_progress(folder)["ema_fg_dice"], rule), args.tolerance,
                                       args.min_dice, args.min_epochs)
-        if process.poll() is None:  # converged: SIGTERM ends an nnunet_mae run cleanly
-            process.terminate()
-            process.wait()
+        if process.poll() is None:  # converged
+            stop(process)
         elif process.returncode != 0:
             sys.exit(f"{' '.join(command)} ended with exit code {process.returncode} before converging (see {log}); "
                      f"run the benchmark again to continue from the scout's last checkpoint (every 5 epochs).")
@@ -324,6 +325,18 @@ def scout(args, env: dict, name: str) -> None:
          "iterations": epochs * args.iterations, "train_minutes": sum(progress["epoch_seconds"][:epochs]) / 60,
          **progress, "criterion": rule}, indent=1))
     record(args, f"scout_{name}", folder=str(folder), epochs=epochs, converged=found is not None)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM to a run started in its own session (an nnunet_mae trainer ends cleanly; nnU-Net's own, such as the CNN
+    scout's, dies at once), then SIGKILL to whatever of its session is left: nnU-Net's data augmentation workers
+    outlive a parent killed by SIGTERM, idle, holding hundreds of MB each."""
+    process.terminate()
+    process.wait()
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:  # nothing left
+        pass
 
 
 def fine_tuning_epochs(args, name: str) -> tuple[int, bool] | None:

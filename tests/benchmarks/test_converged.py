@@ -2,7 +2,9 @@
 progress files, the snapshots fine-tuning starts from, the folds, and the report's verdicts."""
 
 import json
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -105,6 +107,26 @@ def test_a_scout_writes_its_ema_pseudo_dice_after_every_epoch(tmp_path):
     assert progress == {"ema_fg_dice": [0.1, pytest.approx(0.11)], "epoch_seconds": [8.0, 9.0],
                         "iterations_per_epoch": 50}
     assert not list(tmp_path.glob("*.tmp*"))  # written atomically, nothing left beside it
+
+
+def test_a_stopped_scout_leaves_no_worker_behind(tmp_path):
+    def running(pid: int) -> bool:  # a killed orphan may stay a zombie until its new parent reaps it
+        stat = Path(f"/proc/{pid}/stat")
+        return stat.is_file() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+    worker = tmp_path / "worker.pid"  # a parent that dies at SIGTERM, leaving its child (a data augmentation worker)
+    process = subprocess.Popen(["bash", "-c", f"sleep 300 & echo $! > {worker}.tmp; mv {worker}.tmp {worker}; wait"],
+                               start_new_session=True)
+    deadline = time.time() + 10
+    while not worker.is_file() and time.time() < deadline:
+        time.sleep(0.05)
+    pid = int(worker.read_text())
+    assert running(pid)
+    converged.stop(process)
+    deadline = time.time() + 5
+    while running(pid) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not running(pid), "the worker outlived the stopped scout"
 
 
 def test_every_trainer_of_the_benchmark_is_found_by_nnunet_with_its_budget_and_base(monkeypatch):
