@@ -25,8 +25,9 @@ written back (the reference is not timed again on the new machine) and every run
    Result: scout_<backbone>.json (the EMA curve, seconds per epoch, the CPU).
 3. pretrain: each backbone's MAE pre-training on fold 0's training images and the unlabeled ones, for up to
    --pretrain_cap epochs of --pretrain_iterations, probed every --probe_every epochs with the 16 labelled cases
-   (probe fold 1), a snapshot of the network at every probe. The plateau: the snapshot at which the probe's
-   stopping signal came ("pre-training has stopped paying"), or the last one if it never came.
+   (probe fold 1), a snapshot of the network and nnU-Net's checkpoint_latest (to resume from) at every probe. The
+   plateau: the snapshot at which the probe's stopping signal came ("pre-training has stopped paying"), or the last
+   one if it never came.
 4. runs: each backbone's scratch arm and its arm fine-tuned from the plateau snapshot, --seeds seeds each, at the
    scout's budget (the scratch runs without waiting for the pre-training); each run's own EMA pseudo Dice is judged
    by the same criterion (`converged`). Dice: nnU-Net's own validation of the 40 cases (no test-time mirroring,
@@ -351,7 +352,8 @@ def pretrain(args, env: dict, name: str) -> None:
     spec, path = BACKBONES[name], budget_file(args, "pretrain", name)
     write_budget(path, {"epochs": args.pretrain_cap, "iterations_per_epoch": {spec.pretrain: args.pretrain_iterations},
                         "val_iterations": 2,
-                        "attributes": {"probe_every": args.probe_every, "probe_fold": LABELLED_FOLD}})
+                        "attributes": {"probe_every": args.probe_every, "probe_fold": LABELLED_FOLD,
+                                       "save_every": args.probe_every}})  # resumable: nnU-Net's default is 50
     train(args, env, spec.pretrain, PRETRAIN_FOLD, pretrain_folder(args, name), f"pretrain_{name}",
           done="checkpoint_final.pth", seed=0, budget=path)
 

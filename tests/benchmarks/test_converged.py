@@ -109,6 +109,14 @@ def test_a_scout_writes_its_ema_pseudo_dice_after_every_epoch(tmp_path):
     assert not list(tmp_path.glob("*.tmp*"))  # written atomically, nothing left beside it
 
 
+def test_an_interrupted_pre_training_resumes_from_its_last_probe(tmp_path, monkeypatch):
+    args = converged.parse(["--work", str(tmp_path), "--probe_every", "3"])
+    monkeypatch.setattr(converged, "train", lambda *a, **k: None)
+    converged.pretrain(args, {}, "cnn")
+    attributes = json.loads(converged.budget_file(args, "pretrain", "cnn").read_text())["attributes"]
+    assert attributes["save_every"] == attributes["probe_every"] == 3  # checkpoint_latest at every probe
+
+
 def test_a_stopped_scout_leaves_no_worker_behind(tmp_path):
     def running(pid: int) -> bool:  # a killed orphan may stay a zombie until its new parent reaps it
         stat = Path(f"/proc/{pid}/stat")
