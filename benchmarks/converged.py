@@ -443,16 +443,17 @@ def reference(args, env: dict, name: str) -> None:
         print(f"{name}: the scout has not finished; skipping the reference runs.", flush=True)
         return
     path = budget_file(args, "reference", name)
+    options = {"iterations_per_epoch": {REFERENCE: args.iterations}, "val_iterations": args.val_iterations,
+               "attributes": {"save_every": 5}, "same_time_as": {spec.scratch: epochs[0]}}
     if not path.is_file():  # timed once; a restored budget keeps the timing its first runs trained with
         steps = step_seconds(args, env, name)
         same_time = reference_epochs(epochs[0], steps, ARMS[spec.timing_arm].base, ARMS[REFERENCE_ARM].base)
-        write_budget(path, {"epochs": same_time, "iterations_per_epoch": {REFERENCE: args.iterations},
-                            "val_iterations": args.val_iterations, "attributes": {"save_every": 5},
-                            "same_time_as": {spec.scratch: epochs[0]}, "step_seconds": steps})
-    matched = json.loads(path.read_text())["same_time_as"]
-    if matched != {spec.scratch: epochs[0]}:
-        sys.exit(f"{path} matches {matched}, but the scout's budget is {epochs[0]} epochs of {spec.scratch}: the "
-                 f"reference would not train as long as the arm. Delete {path} and the reference runs it made.")
+        write_budget(path, {"epochs": same_time, **options, "step_seconds": steps})
+    stored = json.loads(path.read_text())
+    if {key: stored.get(key) for key in options} != options:
+        sys.exit(f"{path} was made with other options or for another scout budget ({epochs[0]} epochs of "
+                 f"{spec.scratch} now): the reference would not train as long as the arm. Use the options of the "
+                 f"first invocation, or delete {path} and the reference runs it made.")
     for seed in (s for s in range(args.seeds) if not has_landed(args, reference_arm_name(name), s)):
         train(args, env, REFERENCE, LABELLED_FOLD, reference_folder(args, name, seed), f"reference_{name}_seed{seed}",
               done="validation/summary.json", seed=seed, budget=path)

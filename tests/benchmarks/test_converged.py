@@ -334,6 +334,9 @@ def test_a_lost_work_folder_trains_the_remaining_references_as_long_as_the_lande
     scout.write_text(json.dumps(dict(json.loads(scout.read_text()), epochs=9)))  # a scout run with other options
     with pytest.raises(SystemExit, match="would not train as long as the arm"):
         converged.main(argv)
+    scout.write_text(json.dumps(dict(json.loads(scout.read_text()), epochs=8)))
+    with pytest.raises(SystemExit, match="would not train as long as the arm"):  # other options, as write_budget
+        converged.main(argv + ["--iterations", "25"])
 
 
 def test_the_report_keeps_the_landed_runs_and_probe_curve_that_work_no_longer_holds(tmp_path):
